@@ -1,0 +1,3 @@
+from .distill_schedule import StopDistillHook
+
+__all__ = ['StopDistillHook']

@@ -1,0 +1,3 @@
+from .classification import ClassificationDistiller, DistillerConfigError
+
+__all__ = ['ClassificationDistiller', 'DistillerConfigError']

@@ -1,0 +1,3 @@
+from .deit_distill_head import DeiTDistillHead
+
+__all__ = ['DeiTDistillHead']

@@ -1,0 +1,7 @@
+from .selectors import TAP_SELECTORS, SelectorContext, register_selector
+from .tap import StopForward, Tap, TapSet, get_submodule
+
+__all__ = [
+    'TAP_SELECTORS', 'SelectorContext', 'register_selector', 'StopForward',
+    'Tap', 'TapSet', 'get_submodule'
+]

@@ -1,0 +1,141 @@
+"""Selectors: turn what a tapped module produced into what a loss wants.
+
+A selector is ``fn(value, ctx, **options) -> Tensor`` where ``value`` is the
+module's output (or its first input, for taps with ``capture='input'``) and
+``ctx`` is the :class:`SelectorContext` of the tap. Register new ones with
+:func:`register_selector`.
+"""
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+__all__ = ['SelectorContext', 'TAP_SELECTORS', 'register_selector']
+
+TAP_SELECTORS: Dict[str, Callable] = {}
+
+
+@dataclass
+class SelectorContext:
+    """What a selector may need to know about the tapped module.
+
+    Args:
+        module (nn.Module): The tapped module.
+        num_prefix_tokens (int, optional): Class/distillation/register tokens
+            in front of the patch tokens, found on the enclosing backbone
+            (``num_extra_tokens`` in mmpretrain, ``num_prefix_tokens`` in
+            timm), or given in the tap config.
+        inputs (tuple): Positional inputs of the module call.
+    """
+    module: nn.Module
+    num_prefix_tokens: Optional[int] = None
+    inputs: tuple = ()
+
+
+def register_selector(name: str):
+    """Decorator registering a selector function under ``name``."""
+
+    def wrap(fn):
+        if name in TAP_SELECTORS:
+            raise KeyError(f'Selector {name!r} is already registered.')
+        TAP_SELECTORS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _prefix(ctx: SelectorContext, selector: str) -> int:
+    if ctx.num_prefix_tokens is None:
+        raise ValueError(
+            f'Selector {selector!r} needs the number of prefix (class/dist) '
+            f'tokens, but no enclosing module of '
+            f'{type(ctx.module).__name__} defines num_extra_tokens or '
+            f'num_prefix_tokens; give num_prefix_tokens in the selector.')
+    return ctx.num_prefix_tokens
+
+
+def _tokens(value, selector: str) -> torch.Tensor:
+    if not (torch.is_tensor(value) and value.dim() == 3):
+        shape = tuple(value.shape) if torch.is_tensor(value) else type(value)
+        raise ValueError(f'Selector {selector!r} expects tokens (B, N, C), '
+                         f'got {shape}.')
+    return value
+
+
+@register_selector('output')
+def select_output(value, ctx):
+    """The captured value unchanged."""
+    return value
+
+
+@register_selector('cls_token')
+def select_cls_token(value, ctx):
+    """Token 0, (B, C)."""
+    return _tokens(value, 'cls_token')[:, 0]
+
+
+@register_selector('dist_token')
+def select_dist_token(value, ctx):
+    """Token 1 of a distilled ViT, (B, C)."""
+    if _prefix(ctx, 'dist_token') < 2:
+        raise ValueError('Selector dist_token needs a backbone with a '
+                         'distillation token (2 prefix tokens).')
+    return _tokens(value, 'dist_token')[:, 1]
+
+
+@register_selector('patch_tokens')
+def select_patch_tokens(value, ctx):
+    """Patch tokens without class/dist/register tokens, (B, N, C)."""
+    return _tokens(value, 'patch_tokens')[:, _prefix(ctx, 'patch_tokens'):]
+
+
+@register_selector('patch_map')
+def select_patch_map(value, ctx, hw=None):
+    """Patch tokens as a feature map (B, C, H, W); square grid by default."""
+    tokens = select_patch_tokens(value, ctx)
+    B, N, C = tokens.shape
+    if hw is None:
+        side = math.isqrt(N)
+        if side * side != N:
+            raise ValueError(f'Selector patch_map: {N} patch tokens do not '
+                             f'form a square grid; give hw=(H, W).')
+        hw = (side, side)
+    if hw[0] * hw[1] != N:
+        raise ValueError(f'Selector patch_map: hw={tuple(hw)} does not fit '
+                         f'{N} patch tokens.')
+    return tokens.transpose(1, 2).reshape(B, C, hw[0], hw[1])
+
+
+@register_selector('index')
+def select_index(value, ctx, index=-1):
+    """Element ``index`` of a tuple/list output (e.g. a backbone's stages)."""
+    if not isinstance(value, (tuple, list)):
+        raise ValueError(f'Selector index expects a tuple/list output, got '
+                         f'{type(value).__name__}.')
+    return value[index]
+
+
+@register_selector('attn_probs')
+def select_attn_probs(value, ctx):
+    """Attention probabilities (B, heads, N, N) of an attention module.
+
+    Recomputed from the module's input with its own ``qkv`` projection, so
+    the module itself keeps its fused attention kernel; only tapped blocks
+    pay for the explicit N×N matrix. Works for mmpretrain's
+    ``MultiheadAttention`` and timm's ``Attention`` (including q/k norms).
+    """
+    module = ctx.module
+    if not (hasattr(module, 'qkv') and hasattr(module, 'num_heads')):
+        raise ValueError(f'Selector attn_probs needs an attention module '
+                         f'with qkv and num_heads, got '
+                         f'{type(module).__name__}.')
+    x = ctx.inputs[0]
+    B, N, _ = x.shape
+    qkv = module.qkv(x).reshape(B, N, 3, module.num_heads, -1)
+    q, k = qkv.permute(2, 0, 3, 1, 4)[:2]  # B, heads, N, head_dim
+    if hasattr(module, 'q_norm'):
+        q, k = module.q_norm(q), module.k_norm(k)
+    scale = getattr(module, 'scale', q.shape[-1]**-0.5)
+    return (q @ k.transpose(-2, -1) * scale).softmax(dim=-1)

@@ -1,0 +1,14 @@
+# A short AdamW + cosine schedule for the digits demo (CPU minutes).
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=2,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=2, eta_min=1e-5,
+         convert_to_iter_based=True),
+]
+train_cfg = dict(by_epoch=True, max_epochs=30, val_interval=10)
+val_cfg = dict()
+test_cfg = dict()
