@@ -53,8 +53,9 @@ def patch_mmengine_torch_load() -> None:
 _STATE_DICT_KEYS = ('state_dict', 'model', 'module')
 
 
-def extract_state_dict(checkpoint: dict,
-                       prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
+def extract_state_dict(
+        checkpoint: dict,
+        prefix: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Return the bare state dict of a loaded checkpoint.
 
     Unwraps ``state_dict`` / ``model`` / ``module`` containers, strips the

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from cls_kd.registry import MODELS
+
 from ..taps import get_submodule
 
 __all__ = ['TeacherPart']

@@ -14,6 +14,7 @@ from mmpretrain.structures import DataSample
 
 from cls_kd.registry import MODELS
 from cls_kd.utils import cast_numpy_scalars
+
 from ..taps import StopForward, Tap, TapSet
 from .expressions import Call, Source, parse_expression, walk
 from .teacher import build_teacher, expected_input_size, renormalisation

@@ -23,9 +23,11 @@ def resolve_config_path(path: str) -> str:
     """Path of a config file, accepting ``package::relative/path.py``."""
     if '::' not in path:
         return path
-    from mmengine.config.utils import (_get_external_cfg_base_path,
-                                       _get_external_cfg_path,
-                                       _get_package_and_cfg_path)
+    from mmengine.config.utils import (
+        _get_external_cfg_base_path,
+        _get_external_cfg_path,
+        _get_package_and_cfg_path,
+    )
     from mmengine.utils import get_installed_path
     package, relative = _get_package_and_cfg_path(path)
     package_path = get_installed_path(package)
@@ -115,8 +117,9 @@ def renormalisation(student_pre: nn.Module, teacher_pre: Optional[dict]):
                           dtype=torch.float32).view(-1, 1, 1)
     t_std = torch.tensor(teacher_pre.get('std', [1., 1., 1.]),
                          dtype=torch.float32).view(-1, 1, 1)
-    student_to_rgb = getattr(student_pre, 'to_rgb',
-                             getattr(student_pre, '_channel_conversion', False))
+    student_to_rgb = getattr(
+        student_pre, 'to_rgb',
+        getattr(student_pre, '_channel_conversion', False))
     flip = bool(teacher_pre.get('to_rgb', False)) != bool(student_to_rgb)
     s_mean, s_std = s_mean.float().cpu(), s_std.float().cpu()
     if flip:

@@ -70,8 +70,9 @@ class Tap:
             selector)
         selector_type = spec.pop('type', 'output')
         if selector_type not in TAP_SELECTORS:
-            raise KeyError(f'Tap {name!r}: unknown selector '
-                           f'{selector_type!r}; known: {sorted(TAP_SELECTORS)}')
+            raise KeyError(
+                f'Tap {name!r}: unknown selector {selector_type!r}; '
+                f'known: {sorted(TAP_SELECTORS)}')
         self.name = name
         self.owner = owner
         self.path = path
