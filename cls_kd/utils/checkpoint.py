@@ -80,6 +80,28 @@ def extract_state_dict(
     return state
 
 
+def _align_prefix(state: Dict[str, torch.Tensor],
+                  model_keys: set) -> Dict[str, torch.Tensor]:
+    """Add or strip one key prefix when that makes the checkpoint fit.
+
+    E.g. a raw timm checkpoint (``stem.conv.weight``) loaded into
+    mmpretrain's ``TimmClassifier`` (``model.stem.conv.weight``), or a
+    backbone-only checkpoint into a classifier (``backbone.``).
+    """
+    if not state or model_keys & set(state):
+        return state
+    first = next(iter(state))
+    for model_key in sorted(model_keys):
+        if model_key.endswith(first):
+            added = model_key[:-len(first)]
+            return OrderedDict((added + k, v) for k, v in state.items())
+        if first.endswith(model_key):
+            cut = first[:-len(model_key)]
+            if all(k.startswith(cut) for k in state):
+                return OrderedDict((k[len(cut):], v) for k, v in state.items())
+    return state
+
+
 def load_model_weights(model: torch.nn.Module,
                        filename: str,
                        prefix: Optional[str] = None,
@@ -96,6 +118,7 @@ def load_model_weights(model: torch.nn.Module,
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     state = extract_state_dict(checkpoint, prefix)
     model_keys = set(model.state_dict().keys())
+    state = _align_prefix(state, model_keys)
     if not model_keys & set(state.keys()):
         raise KeyError(
             f'Checkpoint {filename} shares no key with the model '
