@@ -9,12 +9,12 @@ import json
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import cls_kd
 from cls_kd.registry import RUNNERS
+from cls_kd.utils import apply_launch_args
 
 
 def parse_args(argv=None):
@@ -46,15 +46,8 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_launch_args(cfg, args.config, args.work_dir, args.launcher)
     cfg.load_from = args.checkpoint
-    cfg.launcher = args.launcher
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
     metrics = runner.test()

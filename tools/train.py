@@ -5,7 +5,6 @@
 """
 import argparse
 import os
-import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
@@ -13,6 +12,7 @@ from mmengine.runner import Runner
 
 import cls_kd
 from cls_kd.registry import RUNNERS
+from cls_kd.utils import apply_launch_args
 
 
 def parse_args(argv=None):
@@ -60,11 +60,7 @@ def merge_args(cfg: Config, args) -> Config:
     """Apply command-line options to the config."""
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_launch_args(cfg, args.config, args.work_dir, args.launcher)
     if args.amp:
         wrapper = cfg.optim_wrapper
         if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
@@ -83,9 +79,6 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
-    cfg.launcher = args.launcher
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     return cfg
 
 

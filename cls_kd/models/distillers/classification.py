@@ -409,7 +409,19 @@ class ClassificationDistiller(BaseModel):
         step = MessageHub.get_current_instance().get_info(by, 0)
         return min(1.0, (step + 1) / length)
 
-    def _distill_losses(self, values: dict, data_samples) -> dict:
+    def distill_losses(self, values: dict, data_samples) -> dict:
+        """Every configured loss term, weighted and ramped.
+
+        The extension point for distillers that add terms of their own.
+
+        Args:
+            values (dict): Tap captures, ``logits_s`` and teachers' logits
+                of this step.
+            data_samples (list[DataSample]): The batch's samples.
+
+        Returns:
+            dict[str, Tensor]: One entry per configured loss.
+        """
         cache = {}
 
         def evaluate(expr):
@@ -498,7 +510,7 @@ class ClassificationDistiller(BaseModel):
         losses['loss_cls'] = losses['loss_cls'] * self.student_loss_weight
         values.update(student_values)
         values['logits_s'] = logits
-        losses.update(self._distill_losses(values, data_samples))
+        losses.update(self.distill_losses(values, data_samples))
         return losses
 
     def forward(self,

@@ -1,0 +1,36 @@
+# Set-up and the two main jobs. Each target installs what it needs into a
+# virtual environment (VENV) on first use, then runs.
+#   make demo   the digits demo: teacher, student, student + KD, 3 seeds
+#   make test   linter + test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cls_kd-installed
+
+.PHONY: env demo test lint clean
+
+env: $(STAMP)
+
+# torch/torchvision first and pinned; mmcv-lite only if no mmcv is importable
+# (a full mmcv with CUDA ops is kept); then the rest and cls_kd itself.
+$(STAMP): setup.py requirements/torch.txt requirements/runtime.txt \
+		requirements/mminstall.txt requirements/tests.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements/torch.txt
+	$(PY) -c "import mmcv" 2>/dev/null || \
+		$(PY) -m pip install -r requirements/mminstall.txt
+	$(PY) -m pip install -r requirements/runtime.txt -r requirements/tests.txt
+	$(PY) -m pip install --no-deps -e .
+	touch $(STAMP)
+
+demo: env
+	$(PY) tools/run_digits_demo.py
+
+lint: env
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) work_dirs data/digits

@@ -1,0 +1,36 @@
+# DeiT hard-label distillation on digits: narrow ResNet-18 teacher -> the
+# tiny digits ViT with a distillation token and a second head.
+# The demo (tools/run_digits_demo.py) trains the teacher with
+# configs/digits/resnet18-c16_1xb64_digits.py and passes its checkpoint.
+_base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
+
+model = dict(
+    _delete_=True,
+    type='ClassificationDistiller',
+    student=dict(
+        type='ImageClassifier',
+        backbone=dict(
+            type='DistilledVisionTransformer',
+            arch={{_base_.model.backbone.arch}},
+            img_size=32,
+            patch_size=4,
+            drop_path_rate=0.0),
+        neck=None,
+        head=dict(
+            type='DeiTDistillHead',
+            num_classes=10,
+            in_channels=64,
+            loss=dict(type='CrossEntropyLoss', loss_weight=1.0))),
+    teacher=dict(
+        config='configs/digits/resnet18-c16_1xb64_digits.py',
+        checkpoint=None),  # set model.teacher.checkpoint=<teacher .pth>
+    taps=dict(
+        dist_logits=dict(model='student', path='head.layers.head_dist')),
+    student_loss_weight=0.5,
+    losses=dict(
+        loss_deit=dict(
+            type='DeiTDistillLoss',
+            mode='hard',
+            loss_weight=0.5,
+            inputs=dict(logits_s='dist_logits', logits_t='logits_t'))),
+)

@@ -1,0 +1,24 @@
+# DKD on digits: narrow ResNet-18 teacher -> tiny ViT student, with the
+# paper's small-image (CIFAR-100) setting T=4, alpha=1, beta=8 and the DKD
+# weight ramped up linearly over the first 5 of 30 epochs.
+# The demo (tools/run_digits_demo.py) trains the teacher with
+# configs/digits/resnet18-c16_1xb64_digits.py and passes its checkpoint.
+_base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
+
+model = dict(
+    _delete_=True,
+    type='ClassificationDistiller',
+    student={{_base_.model}},
+    teacher=dict(
+        config='configs/digits/resnet18-c16_1xb64_digits.py',
+        checkpoint=None),  # set model.teacher.checkpoint=<teacher .pth>
+    losses=dict(
+        loss_dkd=dict(
+            type='DKDLoss',
+            temperature=4.0,
+            alpha=1.0,
+            beta=8.0,
+            inputs=dict(
+                logits_s='logits_s', logits_t='logits_t', labels='labels'),
+            warmup=dict(by='epoch', length=5))),
+)

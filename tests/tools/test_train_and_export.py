@@ -1,0 +1,191 @@
+"""End-to-end contracts through mmengine's Runner on the digits data."""
+import copy
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import cls_kd
+
+cls_kd.register_all_modules(init_default_scope=False)
+
+KD_CFG = 'configs/kd/kd_resnet18-c16_vit-t4-p4_1xb64_digits.py'
+STUDENT_CFG = 'configs/digits/vit-t4-p4_1xb64_digits.py'
+
+
+def _tool(repo_root, name):
+    """Import one of tools/*.py as a module."""
+    import importlib.util
+    path = osp.join(repo_root, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _small_cfg(repo_root, digits_root, work_dir, config=KD_CFG, **extra):
+    cfg = Config.fromfile(osp.join(repo_root, config))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = digits_root
+        cfg[loader].num_workers = 0
+        cfg[loader].persistent_workers = False
+    cfg.train_dataloader.dataset.indices = 96
+    cfg.train_dataloader.batch_size = 32
+    cfg.train_cfg.max_epochs = 3
+    cfg.train_cfg.val_interval = 3
+    cfg.default_hooks.logger.interval = 1
+    cfg.work_dir = work_dir
+    cfg.merge_from_dict(extra)
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def trained(repo_root, digits_root, tmp_path_factory):
+    """A 3-epoch KD run with EMA; the teacher is random but frozen."""
+    work_dir = str(tmp_path_factory.mktemp('kd_run'))
+    cfg = _small_cfg(
+        repo_root, digits_root, work_dir,
+        custom_hooks=[dict(type='EMAHook', momentum=0.1)])
+    runner = Runner.from_cfg(cfg)
+    teacher = runner.model.teachers['teacher']
+    before = copy.deepcopy(teacher.state_dict())
+    calls = []
+    teacher.head.register_forward_hook(lambda *a: calls.append(1))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('the teacher loss must never be computed')
+
+    teacher.head.loss = teacher.head._get_loss = refuse
+    runner.train()
+    metrics = runner.val_loop.run()
+    return dict(runner=runner, before=before, work_dir=work_dir,
+                teacher_calls=len(calls), metrics=metrics)
+
+
+def test_teacher_frozen_through_training(trained):
+    runner = trained['runner']
+    teacher = runner.model.teachers['teacher']
+    assert runner.epoch == 3
+    assert trained['teacher_calls'] >= 3 * 3  # 3 epochs x 3 iterations
+    assert teacher.training is False
+    assert all(not m.training for m in teacher.modules())
+    after = teacher.state_dict()
+    for key, value in trained['before'].items():
+        assert torch.equal(value, after[key]), key  # bit for bit, BN too
+    assert all(p.grad is None for p in teacher.parameters())
+    optimizer_params = {
+        id(p)
+        for group in runner.optim_wrapper.optimizer.param_groups
+        for p in group['params']
+    }
+    assert not optimizer_params & {id(p) for p in teacher.parameters()}
+
+
+def test_checkpoint_holds_student_not_teacher(trained):
+    ckpt = torch.load(
+        osp.join(trained['work_dir'], 'epoch_3.pth'), weights_only=False)
+    keys = list(ckpt['state_dict'])
+    assert keys and all(k.startswith('student.') for k in keys)
+    ema_keys = [k for k in ckpt['ema_state_dict'] if k != 'steps']
+    assert ema_keys and all(k.startswith('module.student.') for k in ema_keys)
+
+
+def test_log_has_each_loss_term(trained):
+    log_dir = trained['runner'].log_dir
+    scalars = osp.join(log_dir, 'vis_data', 'scalars.json')
+    with open(scalars) as f:
+        records = [json.loads(line) for line in f]
+    train = [r for r in records if 'loss_kd' in r]
+    assert train and all('loss_cls' in r for r in train)
+    for r in train:
+        assert r['loss'] == pytest.approx(r['loss_cls'] + r['loss_kd'],
+                                          abs=1e-3)
+
+
+def test_resume_continues_after_torch_2_6(trained, repo_root, digits_root,
+                                          tmp_path):
+    train_tool = _tool(repo_root, 'train')
+    argv = [
+        osp.join(repo_root, KD_CFG), '--work-dir', str(tmp_path), '--resume',
+        osp.join(trained['work_dir'], 'epoch_2.pth'), '--cfg-options',
+        f'train_dataloader.dataset.data_root={digits_root}',
+        f'val_dataloader.dataset.data_root={digits_root}',
+        'train_dataloader.dataset.indices=96', 'train_cfg.max_epochs=3',
+        'train_cfg.val_interval=3', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+        'train_dataloader.batch_size=32'
+    ]
+    train_tool.main(argv)
+    assert osp.exists(tmp_path / 'epoch_3.pth')
+    assert not osp.exists(tmp_path / 'epoch_1.pth')  # resumed at epoch 2
+
+
+def test_exported_student_matches_distiller_accuracy(trained, repo_root,
+                                                     digits_root, tmp_path):
+    extract = _tool(repo_root, 'model_converters/extract_student')
+    student_ckpt = str(tmp_path / 'student.pth')
+    n = extract.extract_student(
+        osp.join(trained['work_dir'], 'epoch_3.pth'), student_ckpt)
+    assert n == len(trained['runner'].model.student.state_dict())
+    state = torch.load(student_ckpt, weights_only=True)['state_dict']
+    assert all(not k.startswith(('student.', 'connectors.')) for k in state)
+    test_tool = _tool(repo_root, 'test')
+    out = str(tmp_path / 'metrics.json')
+    metrics = test_tool.main([
+        osp.join(repo_root, STUDENT_CFG), student_ckpt, '--work-dir',
+        str(tmp_path), '--out', out, '--cfg-options',
+        f'test_dataloader.dataset.data_root={digits_root}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ])
+    expected = trained['metrics']['accuracy/top1']
+    assert metrics['accuracy/top1'] == pytest.approx(expected, abs=1e-6)
+    with open(out) as f:
+        assert json.load(f)['accuracy/top1'] == pytest.approx(expected)
+
+
+def test_stop_distill_hook_stops_teacher(repo_root, digits_root, tmp_path):
+    cfg = _small_cfg(
+        repo_root, digits_root, str(tmp_path),
+        custom_hooks=[dict(type='StopDistillHook', stop_epoch=2)])
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    runner = Runner.from_cfg(cfg)
+    epochs = []
+    runner.model.teachers['teacher'].register_forward_hook(
+        lambda *a: epochs.append(runner.epoch))
+    runner.train()
+    assert set(epochs) == {0, 1}  # not run in epoch 2
+    assert runner.model.distill_enabled is False
+    assert runner.model.student_loss_weight == 1.0
+
+
+@pytest.mark.skipif(sys.platform == 'win32', reason='bash launcher')
+def test_dist_train_two_processes_gloo(repo_root, digits_root, tmp_path):
+    """DDP with find_unused_parameters=False through tools/dist_train.sh."""
+    env = dict(os.environ, PORT='29631', OMP_NUM_THREADS='1')
+    env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env['PATH']
+    proc = subprocess.run(
+        [
+            'bash', 'tools/dist_train.sh', KD_CFG, '2', '--work-dir',
+            str(tmp_path), '--no-validate', '--cfg-options',
+            f'train_dataloader.dataset.data_root={digits_root}',
+            'train_dataloader.dataset.indices=32',
+            'train_dataloader.batch_size=8', 'train_cfg.max_epochs=3',
+            'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False',
+            'find_unused_parameters=False'
+        ],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert osp.exists(tmp_path / 'epoch_3.pth')
+    log = proc.stdout + proc.stderr
+    assert "'backend': 'gloo'" in log
+    assert 'Distributed training: True' in log
+    assert 'loss_kd' in log

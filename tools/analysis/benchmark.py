@@ -1,0 +1,463 @@
+"""Measure the training speed of a config on synthetic batches.
+
+    python tools/analysis/benchmark.py CONFIG [--batch-size B] [--iters N]
+        [--warmup W] [--amp] [--compile] [--device cpu|cuda]
+        [--input-size S] [--cfg-options key=value ...] [--out results.json]
+
+Builds the model of CONFIG (a cls_kd distiller or a plain mmpretrain
+classifier) and the optimizer wrapper of its ``optim_wrapper``, then runs
+``model.train_step`` on a synthetic batch shaped like the dataloader's (a
+list of B uint8 images of 3xSxS on the CPU and ``DataSample``\\ s with random
+labels), so that the data preprocessor (with Mixup/CutMix if configured),
+the teachers, the student, the losses, backward and the optimizer step all
+run as in training. Teacher checkpoints are ignored (random weights are as
+fast as trained ones) and ``init_weights`` is not called (nothing is
+downloaded).
+
+Reported after W warm-up steps, over N timed steps:
+
+* training images/s and the per-step time (mean and std; CUDA is
+  synchronized before and after every step, as the per-iteration logging of
+  real training does anyway);
+* the teacher-forward share: each teacher run alone N times (after W
+  warm-up runs) on the preprocessed batch via ``model._run_teacher``, under
+  the same no-grad/autocast context, its mean time divided by the mean step
+  time;
+* the peak memory: ``torch.cuda.max_memory_allocated`` over the training
+  steps on CUDA, the peak resident set size of the whole process (since it
+  started) on the CPU;
+* the number of parameter groups of the optimizer.
+
+``--amp`` runs in bfloat16 autocast: on CUDA through mmengine's
+``AmpOptimWrapper(dtype='bfloat16')``; on the CPU, where mmengine refuses to
+build ``AmpOptimWrapper``, through an ``OptimWrapper`` whose
+``optim_context`` adds CPU bfloat16 autocast (what ``AmpOptimWrapper`` does,
+without its loss scaler). ``--compile`` compiles, in place, the student's
+backbone and head and every teacher's backbone.
+
+Example::
+
+    python tools/analysis/benchmark.py \\
+        configs/kd/kd_resnet18-c16_vit-t4-p4_1xb64_digits.py \\
+        --device cpu --batch-size 64 --iters 20 --out work_dirs/bench.json
+"""
+import argparse
+import contextlib
+import copy
+import json
+import logging
+import os
+import os.path as osp
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmpretrain.structures import DataSample
+
+import cls_kd
+from cls_kd.models.distillers.teacher import expected_input_size
+from cls_kd.registry import MODELS
+from cls_kd.utils import cast_numpy_scalars
+
+
+class _CPUBF16OptimWrapper(OptimWrapper):
+    """An ``OptimWrapper`` running forward passes under CPU bfloat16
+    autocast: the CPU stand-in for ``AmpOptimWrapper(dtype='bfloat16')``,
+    which mmengine only builds on accelerators."""
+
+    @contextlib.contextmanager
+    def optim_context(self, model: nn.Module):
+        """The base context plus CPU bfloat16 autocast."""
+        with super().optim_context(model), torch.autocast(
+                device_type='cpu', dtype=torch.bfloat16):
+            yield
+
+
+def _fail(message: str):
+    """Stop with a one-line error message (exit status 1)."""
+    raise SystemExit(f'benchmark.py: error: {message}')
+
+
+def _log(message: str = ''):
+    """Print at once, so that progress shows while it happens."""
+    print(message, flush=True)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(
+        description='Training speed of a cls_kd / mmpretrain config on '
+        'synthetic batches.')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--batch-size',
+        type=int,
+        help='images per step (default: the config\'s '
+        'train_dataloader.batch_size, else 64)')
+    parser.add_argument(
+        '--iters', type=int, default=50, help='timed steps (default: 50)')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        default=10,
+        help='untimed steps first (default: 10)')
+    parser.add_argument(
+        '--amp', action='store_true', help='bfloat16 autocast')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the student\'s backbone and head and every '
+        'teacher\'s backbone')
+    parser.add_argument(
+        '--device',
+        choices=['cpu', 'cuda'],
+        help='default: cuda if available, else cpu')
+    parser.add_argument(
+        '--input-size',
+        type=int,
+        help='image side S (default: the distiller\'s input_size, else the '
+        'model\'s patch-embedding size, else 224)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. model.student_loss_weight=0.5')
+    parser.add_argument('--out', help='write the results as JSON here')
+    args = parser.parse_args(argv)
+    if args.iters < 1:
+        parser.error('--iters must be at least 1')
+    if args.warmup < 0:
+        parser.error('--warmup must not be negative')
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error('--batch-size must be at least 1')
+    if args.input_size is not None and args.input_size < 1:
+        parser.error('--input-size must be at least 1')
+    return args
+
+
+def resolve_device(name: Optional[str]) -> torch.device:
+    """The device to run on; a clear error for CUDA without CUDA."""
+    if name is None:
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name == 'cuda' and not torch.cuda.is_available():
+        _fail('--device cuda was asked for but CUDA is not available '
+              f'(torch {torch.__version__}, '
+              f'built with CUDA {torch.version.cuda}); use --device cpu.')
+    return torch.device(name)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read the config, apply ``--cfg-options`` and check what is needed."""
+    if not osp.isfile(args.config):
+        _fail(f'config {args.config!r} not found.')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('model') is None:
+        _fail(f'{args.config} has no `model`.')
+    if cfg.get('optim_wrapper') is None:
+        _fail(f'{args.config} has no `optim_wrapper`: the benchmark times '
+              f'full training steps and builds their optimizer from it '
+              f'(add e.g. optim_wrapper=dict(optimizer=dict(type=\'AdamW\', '
+              f'lr=1e-3)) or a schedule _base_).')
+    return cfg
+
+
+def build_model(cfg: Config) -> Tuple[nn.Module, List[str]]:
+    """Build the config's model with random teacher weights.
+
+    Returns:
+        tuple: The model and the names of its teachers (empty for a plain
+        classifier).
+    """
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    specs = []
+    if isinstance(model_cfg.get('teacher'), dict):
+        specs.append(('teacher', model_cfg['teacher']))
+    if isinstance(model_cfg.get('teachers'), dict):
+        specs.extend(model_cfg['teachers'].items())
+    for name, spec in specs:
+        if spec.get('checkpoint') is not None:
+            _log(f'Teacher {name!r}: checkpoint {spec["checkpoint"]} '
+                 f'ignored (random weights are as fast).')
+        else:
+            _log(f'Teacher {name!r}: no checkpoint (random weights).')
+        spec['checkpoint'] = None
+    model = MODELS.build(model_cfg)
+    teachers = getattr(model, 'teachers', None)
+    names = list(teachers) if isinstance(teachers, dict) else []
+    return model, names
+
+
+def build_wrapper(model: nn.Module, cfg: Config, amp: bool,
+                  device: torch.device) -> OptimWrapper:
+    """The config's optimizer wrapper, switched to bfloat16 AMP if asked."""
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if amp:
+        if wrapper_cfg.get('type', 'OptimWrapper') not in (
+                'OptimWrapper', 'AmpOptimWrapper'):
+            _log(f'--amp replaces the config\'s {wrapper_cfg["type"]}.')
+        if device.type == 'cuda':
+            wrapper_cfg['type'] = 'AmpOptimWrapper'
+            wrapper_cfg['dtype'] = 'bfloat16'
+        else:
+            wrapper_cfg['type'] = _CPUBF16OptimWrapper
+            for key in ('dtype', 'loss_scale', 'use_fsdp'):
+                wrapper_cfg.pop(key, None)
+    # mmengine logs one INFO line per parameter with custom settings.
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        return build_optim_wrapper(model, wrapper_cfg)
+    finally:
+        logger.setLevel(level)
+
+
+def compile_model(model: nn.Module) -> List[str]:
+    """``torch.compile`` in place the student's backbone and head and each
+    teacher's backbone; returns what was compiled."""
+    # The distiller casts mmpretrain's NumPy drop-path rates at build time;
+    # a plain classifier has not been through it.
+    cast_numpy_scalars(model)
+    student = getattr(model, 'student', model)
+    targets = [('student.backbone', student.backbone),
+               ('student.head', student.head)]
+    for name, teacher in (getattr(model, 'teachers', None) or {}).items():
+        cast_numpy_scalars(teacher)
+        targets.append((f'teachers[{name!r}].backbone', teacher.backbone))
+    for _, module in targets:
+        module.compile()
+    return [name for name, _ in targets]
+
+
+def default_input_size(model: nn.Module) -> Tuple[int, int]:
+    """The distiller's ``input_size``, else the patch-embedding size of the
+    model, else 224x224."""
+    size = getattr(model, 'input_size', None)
+    if size is None:
+        size = expected_input_size(model)
+    if size is None:
+        return (224, 224)
+    if isinstance(size, int):
+        return (size, size)
+    return tuple(int(s) for s in size)
+
+
+def num_classes_of(model: nn.Module) -> int:
+    """Number of classes of the (student's) head, for the random labels."""
+    student = getattr(model, 'student', model)
+    for owner in (getattr(student, 'head', None),
+                  getattr(model, 'data_preprocessor', None)):
+        value = getattr(owner, 'num_classes', None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1000
+
+
+def make_batch(batch_size: int, size: Tuple[int, int],
+               num_classes: int) -> dict:
+    """A batch as mmengine's ``pseudo_collate`` gives it: a list of uint8
+    CHW images and a list of ``DataSample`` with a random ``gt_label``."""
+    images = torch.randint(
+        0, 256, (batch_size, 3, *size), dtype=torch.uint8)
+    labels = torch.randint(0, num_classes, (batch_size, ))
+    return dict(
+        inputs=list(images.unbind(0)),
+        data_samples=[
+            DataSample().set_gt_label(int(label)) for label in labels
+        ])
+
+
+def _sync(device: torch.device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, iters: int, warmup: int, device: torch.device,
+           label: str) -> List[float]:
+    """Run ``fn`` ``warmup`` then ``iters`` times; seconds of the timed
+    runs. Prints every warm-up run and about ten progress lines."""
+    every = max(1, iters // 10)
+    times = []
+    for i in range(warmup + iters):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if i < warmup:
+            _log(f'  [{label}] warm-up {i + 1}/{warmup}: '
+                 f'{elapsed * 1e3:.1f} ms')
+            continue
+        times.append(elapsed)
+        done = i - warmup + 1
+        if done % every == 0 or done == iters:
+            _log(f'  [{label}] {done}/{iters}: {elapsed * 1e3:.1f} ms')
+    return times
+
+
+def time_teachers(model: nn.Module, names: List[str], wrapper: OptimWrapper,
+                  data: dict, iters: int, warmup: int,
+                  device: torch.device) -> Dict[str, List[float]]:
+    """Seconds per run of each teacher alone, as the training step runs it
+    (``model._run_teacher``: no grad, eval mode, its taps, the step's
+    autocast) on the preprocessed (and batch-augmented) batch."""
+    with wrapper.optim_context(model), torch.no_grad():
+        inputs = model.data_preprocessor(data, True)['inputs']
+    times = {}
+    for name in names:
+
+        def run(name=name):
+            with wrapper.optim_context(model):
+                model._run_teacher(name, inputs)
+
+        times[name] = _timed(run, iters, warmup, device, f'teacher {name}')
+    return times
+
+
+def _peak_memory(device: torch.device) -> Tuple[float, str]:
+    """Peak memory in MiB and what it measures."""
+    if device.type == 'cuda':
+        return (torch.cuda.max_memory_allocated(device) / 2**20,
+                'CUDA max_memory_allocated, training steps')
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    peak = peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
+    return peak, 'CPU: peak RSS of the whole process'
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == 'cuda':
+        return torch.cuda.get_device_name(device)
+    return (f'{platform.processor() or platform.machine()}, '
+            f'{torch.get_num_threads()} threads')
+
+
+def format_table(results: dict) -> str:
+    """The results as a small two-column table."""
+    size = results['input_size']
+    rows = [
+        ('config', results['config']),
+        ('device', f'{results["device"]} ({results["device_name"]})'),
+        ('precision', results['precision']),
+        ('compile', 'yes' if results['compile'] else 'no'),
+        ('batch x image', f'{results["batch_size"]} x 3x{size[0]}x{size[1]}'),
+        ('timed steps', f'{results["iters"]} after {results["warmup"]} '
+         f'warm-up'),
+        ('images/s', f'{results["images_per_s"]:.1f}'),
+        ('step time', f'{results["step_ms_mean"]:.2f} ms '
+         f'+- {results["step_ms_std"]:.2f}'),
+    ]
+    if results['teacher_ms']:
+        step_ms = results['step_ms_mean']
+        for name, ms in results['teacher_ms'].items():
+            rows.append((f'teacher fwd ({name})',
+                         f'{ms:.2f} ms ({100 * ms / step_ms:.1f}% of step)'))
+        share = results['teacher_share']
+        rows.append(('teacher share', f'{100 * share:.1f}%'))
+    else:
+        rows.append(('teacher share', 'n/a (no teacher)'))
+    rows += [
+        ('peak memory', f'{results["peak_memory_mib"]:.1f} MiB '
+         f'({results["peak_memory_kind"]})'),
+        ('optimizer groups', str(results['param_groups'])),
+        ('trainable params', f'{results["trainable_params"] / 1e6:.3f} M'),
+    ]
+    width = max(len(key) for key, _ in rows)
+    return '\n'.join(f'{key:<{width}}  {value}' for key, value in rows)
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    """Run the benchmark; returns the results (also printed, and written to
+    ``--out`` if given)."""
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    cfg = load_config(args)
+    cls_kd.register_all_modules(init_default_scope=False)
+    init_default_scope(cfg.get('default_scope', 'cls_kd'))
+    torch.manual_seed(0)
+
+    _log(f'Building the model of {args.config} ...')
+    model, teacher_names = build_model(cfg)
+    model.to(device)
+    model.train()
+    wrapper = build_wrapper(model, cfg, args.amp, device)
+    if args.compile:
+        compiled = compile_model(model)
+        _log(f'Compiling {", ".join(compiled)} (the first warm-up steps '
+             f'are slow).')
+    if args.input_size is not None:
+        size = (args.input_size, args.input_size)
+    else:
+        size = default_input_size(model)
+    batch_size = args.batch_size or cfg.get('train_dataloader', {}).get(
+        'batch_size') or 64
+    data = make_batch(batch_size, size, num_classes_of(model))
+
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    _log(f'Timing {args.iters} training steps of {batch_size} images '
+         f'({size[0]}x{size[1]}) on {device} after {args.warmup} warm-up '
+         f'steps ...')
+    step_times = _timed(lambda: model.train_step(data, wrapper), args.iters,
+                        args.warmup, device, 'train')
+    peak, peak_kind = _peak_memory(device)
+    teacher_times = time_teachers(model, teacher_names, wrapper, data,
+                                  args.iters, args.warmup, device)
+
+    step_mean = statistics.mean(step_times)
+    step_std = statistics.stdev(step_times) if len(step_times) > 1 else 0.0
+    teacher_ms = {
+        name: statistics.mean(times) * 1e3
+        for name, times in teacher_times.items()
+    }
+    results = dict(
+        config=args.config,
+        device=device.type,
+        device_name=_device_name(device),
+        torch=torch.__version__,
+        precision='bf16 autocast' if args.amp else 'fp32',
+        amp=args.amp,
+        compile=args.compile,
+        batch_size=batch_size,
+        input_size=list(size),
+        iters=args.iters,
+        warmup=args.warmup,
+        images_per_s=batch_size * len(step_times) / sum(step_times),
+        step_ms_mean=step_mean * 1e3,
+        step_ms_std=step_std * 1e3,
+        step_ms=[t * 1e3 for t in step_times],
+        teacher_ms=teacher_ms,
+        teacher_share=(sum(teacher_ms.values()) / (step_mean * 1e3)
+                       if teacher_ms else None),
+        peak_memory_mib=peak,
+        peak_memory_kind=peak_kind,
+        param_groups=len(wrapper.optimizer.param_groups),
+        trainable_params=sum(
+            p.numel() for group in wrapper.optimizer.param_groups
+            for p in group['params']),
+    )
+    _log()
+    _log(format_table(results))
+    if args.out:
+        out_dir = osp.dirname(osp.abspath(args.out))
+        os.makedirs(out_dir, exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+        _log(f'Results written to {args.out}')
+    return results
+
+
+if __name__ == '__main__':
+    main()

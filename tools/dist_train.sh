@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Distributed training on one machine with torchrun.
+#   bash tools/dist_train.sh CONFIG GPUS [train.py options]
+# Uses NCCL on GPU machines and gloo on CPU-only ones (see tools/train.py).
+# NNODES, NODE_RANK, MASTER_ADDR and PORT allow multi-node runs.
+set -euo pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: bash $0 CONFIG GPUS [train.py options]" >&2
+    exit 2
+fi
+CONFIG=$1
+GPUS=$2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
+python -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$(dirname "$0")/train.py" \
+    "$CONFIG" \
+    --launcher pytorch "${@:3}"
