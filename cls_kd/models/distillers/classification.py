@@ -392,8 +392,6 @@ class ClassificationDistiller(BaseModel):
     def _source(self, name: str, values: dict, data_samples) -> object:
         if name in values:
             return values[name]
-        if name == 'logits_t':
-            return values[f'logits_{next(iter(self.teachers))}']
         if name in ('labels', 'soft_labels'):
             return self._labels(data_samples, name == 'soft_labels',
                                 values['logits_s'].shape[1])
@@ -494,6 +492,9 @@ class ClassificationDistiller(BaseModel):
             self._check_teacher_input(inputs)
             for name in self.teachers:
                 values.update(self._run_teacher(name, inputs))
+            first = f'logits_{next(iter(self.teachers), None)}'
+            if first in values:
+                values['logits_t'] = values[first]
         self._student_taps.enable()
         try:
             logits = self.student.head(self.student.extract_feat(inputs))
