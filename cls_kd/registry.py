@@ -21,6 +21,8 @@ __all__ = [
 _LOCATIONS = {
     'MODELS': ['cls_kd.models'],
     'HOOKS': ['cls_kd.engine'],
+    'OPTIM_WRAPPERS': ['cls_kd.engine'],
+    'OPTIM_WRAPPER_CONSTRUCTORS': ['cls_kd.engine'],
 }
 
 

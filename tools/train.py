@@ -66,10 +66,11 @@ def merge_args(cfg: Config, args) -> Config:
         if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print('AMP is already enabled in the config.')
         else:
-            wrapper.type = 'AmpOptimWrapper'
             if torch.cuda.is_available():
+                wrapper.type = 'AmpOptimWrapper'
                 wrapper.setdefault('loss_scale', 'dynamic')
-            else:
+            else:  # mmengine's AmpOptimWrapper refuses CPU-only machines
+                wrapper.type = 'AutocastOptimWrapper'
                 wrapper.dtype = 'bfloat16'
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None

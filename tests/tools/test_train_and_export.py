@@ -119,7 +119,8 @@ def test_resume_continues_after_torch_2_6(trained, repo_root, digits_root,
         'train_dataloader.dataset.indices=96', 'train_cfg.max_epochs=3',
         'train_cfg.val_interval=3', 'train_dataloader.num_workers=0',
         'train_dataloader.persistent_workers=False',
-        'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+        'val_dataloader.num_workers=0',
+        'val_dataloader.persistent_workers=False',
         'train_dataloader.batch_size=32'
     ]
     train_tool.main(argv)

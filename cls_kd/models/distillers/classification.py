@@ -104,8 +104,9 @@ class ClassificationDistiller(BaseModel):
             [.key]``) and optional ``warmup=dict(by='epoch'|'iter',
             length=N)`` ramping the weight linearly to 1 over N steps. Names
             must start with ``loss``.
-        student_loss_weight (float): Weight of the student's own loss while
-            distilling (``1 - alpha`` of Hinton KD). Defaults to 1.0.
+        student_loss_weight (float): Weight of the student's own loss
+            (``1 - alpha`` of Hinton KD); :class:`StopDistillHook` resets it
+            when distillation stops. Defaults to 1.0.
         input_size (int | tuple, optional): Image size for the build-time dry
             run and the teacher size check. Defaults to the student's patch
             embedding size, else a teacher's, else 224.
@@ -368,16 +369,16 @@ class ClassificationDistiller(BaseModel):
         logits = None
         taps.enable()
         try:
+            # The whole forward, so that taps on the head fire too; after
+            # the dry run a teacher whose logits are unused stops at its
+            # last tap (StopForward).
             with torch.no_grad():
-                if need_logits:
-                    logits = teacher(x, mode='tensor')
-                else:
-                    teacher.extract_feat(x)
+                logits = teacher(x, mode='tensor')
         except StopForward:
             pass
         finally:
             captured = taps.collect()
-        if logits is not None:
+        if need_logits:
             captured[f'logits_{name}'] = logits
         return captured
 
@@ -504,11 +505,11 @@ class ClassificationDistiller(BaseModel):
         for key, value in self.student.head._get_loss(logits,
                                                       data_samples).items():
             losses['loss_cls' if key == 'loss' else key] = value
+        losses['loss_cls'] = losses['loss_cls'] * self.student_loss_weight
         if not self.distill_enabled:
             losses['loss_cls'] = losses['loss_cls'] + self._idle_term(
                 student_values)
             return losses
-        losses['loss_cls'] = losses['loss_cls'] * self.student_loss_weight
         values.update(student_values)
         values['logits_s'] = logits
         losses.update(self.distill_losses(values, data_samples))
@@ -551,7 +552,8 @@ class ClassificationDistiller(BaseModel):
                 }
         except StopForward:  # pragma: no cover - no stop is set yet
             raise
-        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        except (RuntimeError, ValueError, TypeError, IndexError,
+                KeyError) as e:
             if isinstance(e, DistillerConfigError):
                 raise DistillerConfigError(
                     f'Dry run of the distiller at build time: {e}') from e

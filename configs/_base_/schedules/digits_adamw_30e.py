@@ -1,5 +1,7 @@
 # A short AdamW + cosine schedule for the digits demo (CPU minutes).
 optim_wrapper = dict(
+    # One group per distinct setting instead of one per parameter.
+    constructor='MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
 )

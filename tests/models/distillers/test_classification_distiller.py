@@ -106,6 +106,14 @@ def kd_model(**kwargs):
         **kwargs)
 
 
+def probe_model(value, **kwargs):
+    return build(
+        losses=dict(
+            loss_probe=dict(
+                type='DistillerTestProbeLoss', inputs=dict(value=value))),
+        **kwargs)
+
+
 def mimic_model(**kwargs):
     """MSE between projected student tokens and teacher tokens + KD."""
     return build(
@@ -121,8 +129,10 @@ def mimic_model(**kwargs):
 
 
 def counter(module):
+    """Counts calls of ``module`` (a pre-hook: it runs before a tap on the
+    same module can stop the forward)."""
     calls = []
-    module.register_forward_hook(lambda *args: calls.append(1))
+    module.register_forward_pre_hook(lambda *args: calls.append(1))
     return calls
 
 
@@ -253,14 +263,21 @@ def test_teacher_input_size_checked_without_dry_run():
         model.loss(*batch())
 
 
-def test_taps_never_fired_on_teacher():
+def test_tap_never_fired_on_teacher():
     # The teacher's forward never calls its own data preprocessor.
     with pytest.raises(DistillerConfigError,
                        match=r"Teacher 'teacher': taps \['t_pre'\] never "
                        'fired'):
-        probe_model(
-            't_pre',
+        kd_model(
             taps=dict(t_pre=dict(model='teacher', path='data_preprocessor')))
+
+
+@pytest.mark.parametrize('owner', ['student', 'teacher'])
+def test_loss_input_from_tap_never_fired(owner):
+    with pytest.raises(DistillerConfigError,
+                       match="Dry run.*Source 'pre' was not produced"):
+        probe_model(
+            'pre', taps=dict(pre=dict(model=owner, path='data_preprocessor')))
 
 
 # ---------------------------------------------------------------- teacher
@@ -360,14 +377,6 @@ def test_teacher_runs_to_the_end_when_logits_needed():
 
 
 # -------------------------------------------------------- teacher inputs
-def probe_model(value, **kwargs):
-    return build(
-        losses=dict(
-            loss_probe=dict(
-                type='DistillerTestProbeLoss', inputs=dict(value=value))),
-        **kwargs)
-
-
 def teacher_input_probe(student_pre, teacher_pre):
     model = probe_model(
         't_in',
@@ -553,8 +562,8 @@ def test_deepcopy_shares_teacher():
     assert dup.student is not model.student
     assert dup.connectors['proj'].proj.weight is not \
         model.connectors['proj'].proj.weight
-    for m in (model, dup):
-        losses = m.loss(inputs, data_samples)
+    for losses in (model.loss(inputs, data_samples),
+                   dup.loss(inputs, data_samples)):
         for key, value in before.items():
             torch.testing.assert_close(losses[key], value)
     # Each copy feeds its own taps: changing the copy's connector changes
