@@ -28,12 +28,10 @@ Reported after W warm-up steps, over N timed steps:
   started) on the CPU;
 * the number of parameter groups of the optimizer.
 
-``--amp`` runs in bfloat16 autocast: on CUDA through mmengine's
-``AmpOptimWrapper(dtype='bfloat16')``; on the CPU, where mmengine refuses to
-build ``AmpOptimWrapper``, through an ``OptimWrapper`` whose
-``optim_context`` adds CPU bfloat16 autocast (what ``AmpOptimWrapper`` does,
-without its loss scaler). ``--compile`` compiles, in place, the student's
-backbone and head and every teacher's backbone.
+``--amp`` runs in bfloat16 autocast through cls_kd's
+``AutocastOptimWrapper`` (which, unlike mmengine's ``AmpOptimWrapper``, also
+works on the CPU; bfloat16 needs no loss scaler). ``--compile`` compiles,
+in place, the student's backbone and head and every teacher's backbone.
 
 Example::
 
@@ -42,7 +40,6 @@ Example::
         --device cpu --batch-size 64 --iters 20 --out work_dirs/bench.json
 """
 import argparse
-import contextlib
 import copy
 import json
 import logging
@@ -67,19 +64,6 @@ import cls_kd
 from cls_kd.models.distillers.teacher import expected_input_size
 from cls_kd.registry import MODELS
 from cls_kd.utils import cast_numpy_scalars
-
-
-class _CPUBF16OptimWrapper(OptimWrapper):
-    """An ``OptimWrapper`` running forward passes under CPU bfloat16
-    autocast: the CPU stand-in for ``AmpOptimWrapper(dtype='bfloat16')``,
-    which mmengine only builds on accelerators."""
-
-    @contextlib.contextmanager
-    def optim_context(self, model: nn.Module):
-        """The base context plus CPU bfloat16 autocast."""
-        with super().optim_context(model), torch.autocast(
-                device_type='cpu', dtype=torch.bfloat16):
-            yield
 
 
 def _fail(message: str):
@@ -207,13 +191,10 @@ def build_wrapper(model: nn.Module, cfg: Config, amp: bool,
         if wrapper_cfg.get('type', 'OptimWrapper') not in (
                 'OptimWrapper', 'AmpOptimWrapper'):
             _log(f'--amp replaces the config\'s {wrapper_cfg["type"]}.')
-        if device.type == 'cuda':
-            wrapper_cfg['type'] = 'AmpOptimWrapper'
-            wrapper_cfg['dtype'] = 'bfloat16'
-        else:
-            wrapper_cfg['type'] = _CPUBF16OptimWrapper
-            for key in ('dtype', 'loss_scale', 'use_fsdp'):
-                wrapper_cfg.pop(key, None)
+        wrapper_cfg['type'] = 'AutocastOptimWrapper'
+        wrapper_cfg['dtype'] = 'bfloat16'
+        for key in ('loss_scale', 'use_fsdp'):
+            wrapper_cfg.pop(key, None)
     # mmengine logs one INFO line per parameter with custom settings.
     logger = MMLogger.get_current_instance()
     level = logger.level
