@@ -92,10 +92,10 @@ def _align_prefix(state: Dict[str, torch.Tensor],
         return state
     first = next(iter(state))
     for model_key in sorted(model_keys):
-        if model_key.endswith(first):
+        if model_key.endswith('.' + first):
             added = model_key[:-len(first)]
             return OrderedDict((added + k, v) for k, v in state.items())
-        if first.endswith(model_key):
+        if first.endswith('.' + model_key):
             cut = first[:-len(model_key)]
             if all(k.startswith(cut) for k in state):
                 return OrderedDict((k[len(cut):], v) for k, v in state.items())

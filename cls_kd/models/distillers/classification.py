@@ -209,7 +209,7 @@ class ClassificationDistiller(BaseModel):
             try:
                 per_model[owner].append(
                     Tap(name, models[owner], owner, **spec))
-            except (KeyError, TypeError) as e:
+            except (KeyError, TypeError, ValueError) as e:
                 raise DistillerConfigError(
                     e.args[0] if e.args else str(e)) from None
         self._student_taps = TapSet(per_model.pop('student'))
@@ -464,10 +464,11 @@ class ClassificationDistiller(BaseModel):
         return losses
 
     def _idle_term(self, student_values: dict) -> torch.Tensor:
-        """Zero that touches every connector parameter and student tap, so
-        DDP (find_unused_parameters=False) sees all of them used while
-        distillation is off."""
-        terms = [p.view(-1)[:1].sum() for p in self.connectors.parameters()]
+        """Zero that touches every connector/loss parameter and student
+        tap, so that DDP (find_unused_parameters=False) sees all of them
+        used while distillation is off."""
+        params = [*self.connectors.parameters(), *self.losses.parameters()]
+        terms = [p.view(-1)[:1].sum() for p in params]
         terms += [
             v.sum() for v in student_values.values()
             if torch.is_tensor(v) and v.requires_grad

@@ -95,12 +95,17 @@ def expected_input_size(model: nn.Module) -> Optional[Tuple[int, int]]:
     other sizes, which costs accuracy for a pre-trained teacher.
     """
     backbone = getattr(model, 'backbone', model)
-    patch_embed = getattr(backbone, 'patch_embed', None)
-    for attr in ('init_input_size', 'img_size'):
-        size = getattr(patch_embed, attr, None)
-        if size is not None:
-            size = (size, size) if isinstance(size, int) else tuple(size)
-            return tuple(int(s) for s in size)
+    # mmpretrain backbones, timm models in TIMMBackbone / TimmClassifier.
+    for owner in (backbone, getattr(backbone, 'timm_model', None),
+                  getattr(model, 'model', None)):
+        patch_embed = getattr(owner, 'patch_embed', None)
+        if patch_embed is None or getattr(owner, 'dynamic_img_size', False):
+            continue
+        for attr in ('init_input_size', 'img_size'):
+            size = getattr(patch_embed, attr, None)
+            if size is not None:
+                size = (size, size) if isinstance(size, int) else tuple(size)
+                return tuple(int(s) for s in size)
     return None
 
 
@@ -113,10 +118,11 @@ def renormalisation(student_pre: nn.Module, teacher_pre: Optional[dict]):
     s_std = getattr(student_pre, 'std', None)
     if s_mean is None or not getattr(student_pre, '_enable_normalize', True):
         s_mean, s_std = torch.zeros(3, 1, 1), torch.ones(3, 1, 1)
-    t_mean = torch.tensor(teacher_pre.get('mean', [0., 0., 0.]),
-                          dtype=torch.float32).view(-1, 1, 1)
-    t_std = torch.tensor(teacher_pre.get('std', [1., 1., 1.]),
-                         dtype=torch.float32).view(-1, 1, 1)
+    # What the teacher's preprocessor leaves out is the student's.
+    t_mean = torch.tensor(teacher_pre['mean'], dtype=torch.float32).view(
+        -1, 1, 1) if 'mean' in teacher_pre else s_mean.float().cpu()
+    t_std = torch.tensor(teacher_pre['std'], dtype=torch.float32).view(
+        -1, 1, 1) if 'std' in teacher_pre else s_std.float().cpu()
     student_to_rgb = getattr(
         student_pre, 'to_rgb',
         getattr(student_pre, '_channel_conversion', False))
