@@ -52,6 +52,6 @@ model = dict(
             inputs=dict(logits_s='dist_logits', logits_t='logits_t'))),
 )
 
-# No weight decay on the distillation token either, as in DeiT.
-optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys={'.dist_token': dict(decay_mult=0.0)}))
+# The recipe's paramwise_cfg (no decay on norms, biases, tokens) would make
+# one optimizer group per parameter; merged, it needs a handful.
+optim_wrapper = dict(constructor='MergedGroupsOptimWrapperConstructor')

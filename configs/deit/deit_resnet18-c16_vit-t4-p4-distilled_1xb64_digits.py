@@ -1,7 +1,7 @@
 # DeiT hard-label distillation on digits: narrow ResNet-18 teacher -> the
 # tiny digits ViT with a distillation token and a second head.
-# The demo (tools/run_digits_demo.py) trains the teacher with
-# configs/digits/resnet18-c16_1xb64_digits.py and passes its checkpoint.
+# Train the teacher with configs/digits/resnet18-c16_1xb64_digits.py first
+# and pass its checkpoint (see README).
 _base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
 
 model = dict(

@@ -22,3 +22,7 @@ model = dict(
             inputs=dict(
                 logits_s='logits_s', logits_t='logits_t', labels='labels'))),
 )
+
+# The recipe's paramwise_cfg (no decay on norms, biases, tokens) would make
+# one optimizer group per parameter; merged, it needs a handful.
+optim_wrapper = dict(constructor='MergedGroupsOptimWrapperConstructor')

@@ -1,7 +1,7 @@
 # NKD on digits: narrow ResNet-18 teacher -> tiny ViT student, with NKD's
 # small-image (CIFAR-100) setting T=3, gamma=3.5.
-# The demo (tools/run_digits_demo.py) trains the teacher with
-# configs/digits/resnet18-c16_1xb64_digits.py and passes its checkpoint.
+# Train the teacher with configs/digits/resnet18-c16_1xb64_digits.py first
+# and pass its checkpoint (see README).
 _base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
 
 model = dict(
