@@ -2,7 +2,7 @@
 _base_ = [
     '../_base_/models/digits_vit_student.py',
     '../_base_/datasets/digits_bs64.py',
-    '../_base_/schedules/digits_adamw_30e.py',
+    '../_base_/schedules/digits_adamw_20e.py',
     '../_base_/default_runtime.py',
 ]
 default_hooks = dict(logger=dict(interval=10))
