@@ -1,6 +1,7 @@
 import copy
 import gc
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -685,3 +686,57 @@ def test_student_numpy_scalars_cast():
     ]
     assert drop_probs and all(type(p) is float for p in drop_probs)
     assert max(drop_probs) == pytest.approx(0.1)
+
+
+def seed_all(seed):
+    """Mixup draws its ratio from NumPy and its pairing from torch."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def test_batch_augments_once_and_teacher_sees_mixed_batch():
+    """Mixup/CutMix of the student's recipe run once, in the distiller's
+    preprocessor; teacher and student get the same mixed images and the
+    hard-label losses get the arg-max of the mixed labels."""
+    student = vit()
+    student['train_cfg'] = dict(augments=[dict(type='Mixup', alpha=1.0)])
+    model = build(
+        student=student,
+        taps=dict(
+            s_in=dict(path='backbone.patch_embed', capture='input'),
+            t_in=dict(model='teacher', path='backbone.patch_embed',
+                      capture='input')),
+        losses=dict(
+            loss_probe_s=dict(
+                type='DistillerTestProbeLoss', inputs=dict(value='s_in')),
+            loss_probe_t=dict(
+                type='DistillerTestProbeLoss', inputs=dict(value='t_in')),
+            loss_probe_y=dict(
+                type='DistillerTestProbeLoss', inputs=dict(value='labels')),
+            loss_probe_soft=dict(
+                type='DistillerTestProbeLoss',
+                inputs=dict(value='soft_labels'))))
+    assert model.data_preprocessor is model.student.data_preprocessor
+    assert model.data_preprocessor.batch_augments is not None
+    torch.manual_seed(2)
+    images = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+              for _ in range(4)]
+    data = dict(inputs=images,
+                data_samples=[DataSample().set_gt_label(k)
+                              for k in (0, 1, 2, 3)])
+    seed_all(3)
+    model.train_step(data, OptimWrapper(torch.optim.SGD(
+        model.parameters(), lr=0.0)))
+    probes = {n: model.losses[n].seen[-1] for n in model.losses}
+    s_in, t_in = probes['loss_probe_s'], probes['loss_probe_t']
+    raw = torch.stack(images).float()
+    assert torch.equal(s_in, t_in)
+    assert not torch.allclose(s_in, raw)  # mixed, not the raw batch
+    seed_all(3)  # the same draw, applied by hand once
+    once = model.data_preprocessor(copy.deepcopy(data), True)
+    assert torch.allclose(s_in, once['inputs'])
+    soft = probes['loss_probe_soft']
+    assert soft.shape == (4, NUM_CLASSES)
+    assert torch.allclose(soft.sum(1), torch.ones(4))
+    assert (soft > 0).sum(1).max() == 2  # two labels per mixed image
+    assert torch.equal(probes['loss_probe_y'], soft.argmax(1))
