@@ -20,8 +20,8 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TEACHER_CFG = 'configs/digits/resnet18-c16_1xb64_digits.py'
-STUDENT_CFG = 'configs/digits/vit-t4-p4_1xb64_digits.py'
-KD_CFG = 'configs/kd/kd_resnet18-c16_vit-t4-p4_1xb64_digits.py'
+STUDENT_CFG = 'configs/digits/vit-t4-p8_1xb64_digits.py'
+KD_CFG = 'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'
 ROWS = [('teacher', 'Teacher: ResNet-18 (16 ch)'),
         ('baseline', 'Student: ViT 4x64, alone'),
         ('kd', 'Student: ViT 4x64, + KD')]

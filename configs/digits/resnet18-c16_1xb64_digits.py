@@ -2,7 +2,7 @@
 _base_ = [
     '../_base_/models/digits_resnet_teacher.py',
     '../_base_/datasets/digits_bs64.py',
-    '../_base_/schedules/digits_adamw_20e.py',
+    '../_base_/schedules/digits_adamw_40e.py',
     '../_base_/default_runtime.py',
 ]
 default_hooks = dict(logger=dict(interval=10))

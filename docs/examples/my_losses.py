@@ -1,6 +1,6 @@
 """A loss and a distiller registered outside cls_kd (see docs/extending.md).
 
-Used by ``docs/examples/mse_logits_resnet18-c16_vit-t4-p4_1xb64_digits.py``
+Used by ``docs/examples/mse_logits_resnet18-c16_vit-t4-p8_1xb64_digits.py``
 through ``custom_imports``; the test suite runs that config.
 """
 import torch

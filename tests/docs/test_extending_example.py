@@ -11,7 +11,7 @@ import cls_kd
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EXAMPLES = osp.join(ROOT, 'docs', 'examples')
 CONFIG = osp.join(EXAMPLES,
-                  'mse_logits_resnet18-c16_vit-t4-p4_1xb64_digits.py')
+                  'mse_logits_resnet18-c16_vit-t4-p8_1xb64_digits.py')
 
 
 def test_user_loss_and_distiller_train(digits_root, tmp_path, monkeypatch):

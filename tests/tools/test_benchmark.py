@@ -7,7 +7,7 @@ import pytest
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-KD_CONFIG = 'configs/kd/kd_resnet18-c16_vit-t4-p4_1xb64_digits.py'
+KD_CONFIG = 'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'
 EXPECTED_KEYS = {
     'config', 'device', 'device_name', 'torch', 'precision', 'amp',
     'compile', 'batch_size', 'input_size', 'iters', 'warmup',

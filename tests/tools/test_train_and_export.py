@@ -15,8 +15,8 @@ import cls_kd
 
 cls_kd.register_all_modules(init_default_scope=False)
 
-KD_CFG = 'configs/kd/kd_resnet18-c16_vit-t4-p4_1xb64_digits.py'
-STUDENT_CFG = 'configs/digits/vit-t4-p4_1xb64_digits.py'
+KD_CFG = 'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'
+STUDENT_CFG = 'configs/digits/vit-t4-p8_1xb64_digits.py'
 
 
 def _tool(repo_root, name):

@@ -36,7 +36,7 @@ in place, the student's backbone and head and every teacher's backbone.
 Example::
 
     python tools/analysis/benchmark.py \\
-        configs/kd/kd_resnet18-c16_vit-t4-p4_1xb64_digits.py \\
+        configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py \\
         --device cpu --batch-size 64 --iters 20 --out work_dirs/bench.json
 """
 import argparse

@@ -1,4 +1,4 @@
-# A tiny ViT for 32x32 digits: patch 4 (8x8 = 64 tokens), 4 blocks, width 64.
+# A tiny ViT for 32x32 digits: patch 8 (4x4 = 16 tokens), 4 blocks, width 64.
 model = dict(
     type='ImageClassifier',
     backbone=dict(
@@ -7,7 +7,7 @@ model = dict(
             embed_dims=64, num_layers=4, num_heads=4,
             feedforward_channels=128),
         img_size=32,
-        patch_size=4,
+        patch_size=8,
         drop_path_rate=0.0),
     neck=None,
     head=dict(

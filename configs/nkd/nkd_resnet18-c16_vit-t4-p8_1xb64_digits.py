@@ -2,7 +2,7 @@
 # small-image (CIFAR-100) setting T=3, gamma=3.5.
 # Train the teacher with configs/digits/resnet18-c16_1xb64_digits.py first
 # and pass its checkpoint (see README).
-_base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
+_base_ = ['../digits/vit-t4-p8_1xb64_digits.py']
 
 model = dict(
     _delete_=True,

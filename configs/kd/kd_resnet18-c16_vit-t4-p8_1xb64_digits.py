@@ -1,7 +1,7 @@
 # Hinton KD on digits: narrow ResNet-18 teacher -> tiny ViT student.
 # The demo (tools/run_digits_demo.py) trains the teacher with
 # configs/digits/resnet18-c16_1xb64_digits.py and passes its checkpoint.
-_base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
+_base_ = ['../digits/vit-t4-p8_1xb64_digits.py']
 
 alpha = 0.5
 model = dict(

@@ -1,8 +1,8 @@
 # A user config: our digits KD recipe with a loss and a distiller of one's
 # own. Run from the repository root:
 #   PYTHONPATH=docs/examples python tools/train.py \
-#       docs/examples/mse_logits_resnet18-c16_vit-t4-p4_1xb64_digits.py
-_base_ = ['../../configs/kd/kd_resnet18-c16_vit-t4-p4_1xb64_digits.py']
+#       docs/examples/mse_logits_resnet18-c16_vit-t4-p8_1xb64_digits.py
+_base_ = ['../../configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py']
 
 custom_imports = dict(imports=['my_losses'], allow_failed_imports=False)
 

@@ -2,7 +2,7 @@
 # tiny digits ViT with a distillation token and a second head.
 # Train the teacher with configs/digits/resnet18-c16_1xb64_digits.py first
 # and pass its checkpoint (see README).
-_base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
+_base_ = ['../digits/vit-t4-p8_1xb64_digits.py']
 
 model = dict(
     _delete_=True,
@@ -13,7 +13,7 @@ model = dict(
             type='DistilledVisionTransformer',
             arch={{_base_.model.backbone.arch}},
             img_size=32,
-            patch_size=4,
+            patch_size=8,
             drop_path_rate=0.0),
         neck=None,
         head=dict(

@@ -1,9 +1,9 @@
 # DKD on digits: narrow ResNet-18 teacher -> tiny ViT student, with DKD's
 # small-image (CIFAR-100) setting T=4, alpha=1, beta=8; its 20-of-240-epoch
-# linear warm-up of the DKD weight becomes 2 of our 20 epochs.
+# linear warm-up of the DKD weight becomes 3 of our 40 epochs.
 # Train the teacher with configs/digits/resnet18-c16_1xb64_digits.py first
 # and pass its checkpoint (see README).
-_base_ = ['../digits/vit-t4-p4_1xb64_digits.py']
+_base_ = ['../digits/vit-t4-p8_1xb64_digits.py']
 
 model = dict(
     _delete_=True,
@@ -20,5 +20,5 @@ model = dict(
             beta=8.0,
             inputs=dict(
                 logits_s='logits_s', logits_t='logits_t', labels='labels'),
-            warmup=dict(by='epoch', length=2))),
+            warmup=dict(by='epoch', length=3))),
 )

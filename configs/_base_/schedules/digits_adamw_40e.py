@@ -12,6 +12,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=2, eta_min=1e-5,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=5)
+train_cfg = dict(by_epoch=True, max_epochs=40, val_interval=10)
 val_cfg = dict()
 test_cfg = dict()
