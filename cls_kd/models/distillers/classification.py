@@ -131,7 +131,10 @@ class ClassificationDistiller(BaseModel):
                  init_cfg: Optional[dict] = None):
         student = copy.deepcopy(dict(student))
         if data_preprocessor is not None:
-            student.setdefault('data_preprocessor', data_preprocessor)
+            # A copy: mmpretrain's ImageClassifier writes its batch augments
+            # into the dict it gets, which would leak into later builds.
+            student.setdefault('data_preprocessor',
+                               copy.deepcopy(data_preprocessor))
         student_model = MODELS.build(student)
         super().__init__(
             data_preprocessor=student_model.data_preprocessor,

@@ -718,6 +718,7 @@ def test_batch_augments_once_and_teacher_sees_mixed_batch():
                 inputs=dict(value='soft_labels'))))
     assert model.data_preprocessor is model.student.data_preprocessor
     assert model.data_preprocessor.batch_augments is not None
+    assert 'batch_augments' not in PREPROCESSOR  # the caller's dict intact
     torch.manual_seed(2)
     images = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
               for _ in range(4)]
