@@ -24,3 +24,26 @@ def digits_root(tmp_path_factory):
     counts = digits.convert(out)
     assert counts == {'train': 1438, 'val': 359}
     return out
+
+
+@pytest.fixture(scope='session')
+def small_digits_cfg(digits_root):
+    """Turn a digits config into a short in-process run on the session's
+    digits folder: ``apply(cfg, work_dir, train_images, batch_size)``."""
+
+    def apply(cfg, work_dir, train_images, batch_size, epochs=3):
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            if cfg.get(loader):
+                cfg[loader].dataset.data_root = digits_root
+                cfg[loader].num_workers = 0
+                cfg[loader].persistent_workers = False
+        cfg.train_dataloader.dataset.indices = train_images
+        cfg.train_dataloader.batch_size = batch_size
+        cfg.train_cfg.max_epochs = epochs
+        cfg.train_cfg.val_interval = epochs
+        cfg.default_hooks.logger.interval = 1
+        cfg.work_dir = str(work_dir)
+        return cfg
+
+    return apply

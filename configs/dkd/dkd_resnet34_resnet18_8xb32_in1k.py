@@ -1,19 +1,10 @@
 # DKD on ImageNet: ResNet-34 -> ResNet-18 at mmpretrain's ResNet-18 recipe
-# (8 GPUs x 32, SGD 0.1, 100 epochs) with the paper's ImageNet setting
-# T=1, alpha=1, beta=0.5 and the student's CE at full weight.
-# No warm-up: the official ImageNet config's one warm-up epoch gives the full
-# weight from the first step (see README).
-_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
-default_scope = 'cls_kd'
+# with the paper's ImageNet setting T=1, alpha=1, beta=0.5 and the student's
+# CE at full weight. No warm-up: the official ImageNet config's one warm-up
+# epoch gives the full weight from the first step (see README).
+_base_ = ['../_base_/distill/resnet34_resnet18_in1k.py']
 
 model = dict(
-    _delete_=True,
-    type='ClassificationDistiller',
-    student={{_base_.model}},
-    teacher=dict(
-        config='mmpretrain::resnet/resnet34_8xb32_in1k.py',
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-        'resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth'),
     losses=dict(
         loss_dkd=dict(
             type='DKDLoss',

@@ -52,19 +52,10 @@ def test_config_builds(config):
 
 
 @pytest.mark.parametrize('config', DIGITS)
-def test_digits_config_trains(config, digits_root, tmp_path):
+def test_digits_config_trains(config, small_digits_cfg, tmp_path):
     cfg = _offline(Config.fromfile(osp.join(ROOT, config)))
-    for loader in ('train_dataloader', 'val_dataloader'):
-        cfg[loader].dataset.data_root = digits_root
-        cfg[loader].num_workers = 0
-        cfg[loader].persistent_workers = False
-    cfg.train_dataloader.dataset.indices = 24
-    cfg.train_dataloader.batch_size = 8
+    small_digits_cfg(cfg, tmp_path, train_images=24, batch_size=8)
     cfg.val_dataloader.dataset.indices = 16
-    cfg.train_cfg.max_epochs = 3
-    cfg.train_cfg.val_interval = 3
-    cfg.default_hooks.logger.interval = 1
-    cfg.work_dir = str(tmp_path)
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 9

@@ -14,22 +14,15 @@ CONFIG = osp.join(EXAMPLES,
                   'mse_logits_resnet18-c16_vit-t4-p8_1xb64_digits.py')
 
 
-def test_user_loss_and_distiller_train(digits_root, tmp_path, monkeypatch):
+def test_user_loss_and_distiller_train(small_digits_cfg, tmp_path,
+                                       monkeypatch):
     monkeypatch.syspath_prepend(EXAMPLES)  # as PYTHONPATH=docs/examples
     cls_kd.register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(CONFIG)
     assert cfg.model.type == 'LoggingDistiller'
     assert list(cfg.model.losses) == ['loss_mse']
-    for loader in ('train_dataloader', 'val_dataloader'):
-        cfg[loader].dataset.data_root = digits_root
-        cfg[loader].num_workers = 0
-        cfg[loader].persistent_workers = False
-    cfg.train_dataloader.dataset.indices = 16
-    cfg.train_dataloader.batch_size = 8
-    cfg.train_cfg.max_epochs = 3
+    small_digits_cfg(cfg, tmp_path, train_images=16, batch_size=8)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.default_hooks.logger.interval = 1
-    cfg.work_dir = str(tmp_path)
     runner = Runner.from_cfg(cfg)
     assert type(runner.model).__name__ == 'LoggingDistiller'
     assert 'my_losses' in sys.modules

@@ -29,28 +29,20 @@ def _tool(repo_root, name):
     return module
 
 
-def _small_cfg(repo_root, digits_root, work_dir, config=KD_CFG, **extra):
-    cfg = Config.fromfile(osp.join(repo_root, config))
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = digits_root
-        cfg[loader].num_workers = 0
-        cfg[loader].persistent_workers = False
-    cfg.train_dataloader.dataset.indices = 96
-    cfg.train_dataloader.batch_size = 32
-    cfg.train_cfg.max_epochs = 3
-    cfg.train_cfg.val_interval = 3
-    cfg.default_hooks.logger.interval = 1
-    cfg.work_dir = work_dir
+def _kd_cfg(repo_root, small_digits_cfg, work_dir, **extra):
+    """The digits KD config for 3 epochs of 3 iterations."""
+    cfg = Config.fromfile(osp.join(repo_root, KD_CFG))
+    small_digits_cfg(cfg, work_dir, train_images=96, batch_size=32)
     cfg.merge_from_dict(extra)
     return cfg
 
 
 @pytest.fixture(scope='module')
-def trained(repo_root, digits_root, tmp_path_factory):
+def trained(repo_root, small_digits_cfg, tmp_path_factory):
     """A 3-epoch KD run with EMA; the teacher is random but frozen."""
     work_dir = str(tmp_path_factory.mktemp('kd_run'))
-    cfg = _small_cfg(
-        repo_root, digits_root, work_dir,
+    cfg = _kd_cfg(
+        repo_root, small_digits_cfg, work_dir,
         custom_hooks=[dict(type='EMAHook', momentum=0.1)])
     runner = Runner.from_cfg(cfg)
     teacher = runner.model.teachers['teacher']
@@ -152,9 +144,10 @@ def test_exported_student_matches_distiller_accuracy(trained, repo_root,
         assert json.load(f)['accuracy/top1'] == pytest.approx(expected)
 
 
-def test_stop_distill_hook_stops_teacher(repo_root, digits_root, tmp_path):
-    cfg = _small_cfg(
-        repo_root, digits_root, str(tmp_path),
+def test_stop_distill_hook_stops_teacher(repo_root, small_digits_cfg,
+                                         tmp_path):
+    cfg = _kd_cfg(
+        repo_root, small_digits_cfg, str(tmp_path),
         custom_hooks=[dict(type='StopDistillHook', stop_epoch=2)])
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     runner = Runner.from_cfg(cfg)
