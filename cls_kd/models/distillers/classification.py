@@ -554,8 +554,6 @@ class ClassificationDistiller(BaseModel):
                     name: list(self._run_teacher(name, inputs))
                     for name in self.teachers
                 }
-        except StopForward:  # pragma: no cover - no stop is set yet
-            raise
         except (RuntimeError, ValueError, TypeError, IndexError,
                 KeyError) as e:
             if isinstance(e, DistillerConfigError):
@@ -579,8 +577,6 @@ class ClassificationDistiller(BaseModel):
             if fired and name not in self._teachers_for_logits:
                 for tap in self._teacher_taps[name]:
                     tap.stop_after = tap.name == fired[-1]
-        fired = set(self._student_taps.store) - {'__enabled__'}
-        del fired  # the student's taps are checked by the losses using them
 
     # ---------------------------------------------- teachers outside the tree
     def train(self, mode: bool = True):
