@@ -1,3 +1,4 @@
+from .backbones import *  # noqa: F401,F403
 from .connectors import *  # noqa: F401,F403
 from .distillers import *  # noqa: F401,F403
 from .heads import *  # noqa: F401,F403

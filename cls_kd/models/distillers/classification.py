@@ -16,7 +16,7 @@ from cls_kd.registry import MODELS
 from cls_kd.utils import cast_numpy_scalars
 
 from ..taps import StopForward, Tap, TapSet
-from .expressions import Call, Source, parse_expression, walk
+from .expressions import Call, Expression, Source, parse_expression, walk
 from .teacher import build_teacher, expected_input_size, renormalisation
 
 __all__ = ['ClassificationDistiller', 'DistillerConfigError']
@@ -37,7 +37,8 @@ _ERRORS_TO_EXPLAIN = (ValueError, TypeError, RuntimeError, IndexError,
 class _LossTerm:
     name: str
     module: nn.Module
-    inputs: Dict[str, Union[Source, Call]]
+    # One expression per forward argument, or a tuple of them (a list).
+    inputs: Dict[str, Union[Expression, Tuple[Expression, ...]]]
     warmup: Optional[Tuple[str, int]]
 
 
@@ -51,6 +52,18 @@ def _describe(value) -> str:
         return f'{type(value).__name__}[' + ', '.join(
             _describe(v) for v in value) + ']'
     return repr(value)
+
+
+def _walk_input(value) -> list:
+    """Every (sub-)expression of a loss input (one or a tuple of them)."""
+    exprs = value if isinstance(value, tuple) else (value, )
+    return [node for expr in exprs for node in walk(expr)]
+
+
+def _input_text(value) -> str:
+    if isinstance(value, tuple):
+        return '[' + ', '.join(map(str, value)) + ']'
+    return str(value)
 
 
 class _TeacherView:
@@ -101,7 +114,9 @@ class ClassificationDistiller(BaseModel):
             expression (a tap, ``logits_s``, ``logits_t``, ``logits_<teacher
             name>``, ``labels`` (hard, arg-max of soft labels),
             ``soft_labels``, ``epoch``, ``iter``, or ``connector(expr, ...)
-            [.key]``) and optional ``warmup=dict(by='epoch'|'iter',
+            [.key]``), or to a list of expressions (the loss gets a list,
+            e.g. one entry per distilled block), and optional
+            ``warmup=dict(by='epoch'|'iter',
             length=N)`` ramping the weight linearly to 1 over N steps. Names
             must start with ``loss``.
         student_loss_weight (float): Weight of the student's own loss
@@ -255,23 +270,26 @@ class ClassificationDistiller(BaseModel):
         parsed = {}
         for arg, text in inputs.items():
             try:
-                parsed[arg] = parse_expression(text)
-            except ValueError as e:
+                # A list of expressions gives the loss a list of values.
+                parsed[arg] = tuple(map(parse_expression, text)) if \
+                    isinstance(text, (list, tuple)) else parse_expression(text)
+            except (ValueError, TypeError) as e:
                 raise DistillerConfigError(f'Loss {name!r}: {e}') from None
         self._check_signature(name, module, parsed)
         sources = self._sources()
-        for arg, expr in parsed.items():
-            for node in walk(expr):
+        for arg, value in parsed.items():
+            for node in _walk_input(value):
                 if isinstance(node, Source) and node.name not in sources:
                     raise DistillerConfigError(
-                        f'Loss {name!r}, input {arg}={str(expr)!r}: no '
+                        f'Loss {name!r}, input {arg}={_input_text(value)!r}: '
+                        f'no '
                         f'source {node.name!r}. Available: '
                         f'{sorted(sources)}.')
                 if isinstance(node, Call) and node.connector not in \
                         self.connectors:
                     raise DistillerConfigError(
-                        f'Loss {name!r}, input {arg}={str(expr)!r}: no '
-                        f'connector {node.connector!r}. Connectors: '
+                        f'Loss {name!r}, input {arg}={_input_text(value)!r}: '
+                        f'no connector {node.connector!r}. Connectors: '
                         f'{sorted(self.connectors)}.')
         if warmup is not None:
             warmup = dict(warmup)
@@ -303,8 +321,8 @@ class ClassificationDistiller(BaseModel):
     def _teachers_needing_logits(self) -> set:
         needed = set()
         for term in self._terms:
-            for expr in term.inputs.values():
-                for node in walk(expr):
+            for value in term.inputs.values():
+                for node in _walk_input(value):
                     if not isinstance(node, Source):
                         continue
                     if node.name == 'logits_t':
@@ -450,14 +468,19 @@ class ClassificationDistiller(BaseModel):
 
         losses = {}
         for term in self._terms:
-            kwargs = {arg: evaluate(e) for arg, e in term.inputs.items()}
+            kwargs = {
+                arg: [evaluate(e) for e in value] if isinstance(
+                    value, tuple) else evaluate(value)
+                for arg, value in term.inputs.items()
+            }
             try:
                 value = term.module(**kwargs)
             except _ERRORS_TO_EXPLAIN as e:
                 if isinstance(e, torch.OutOfMemoryError):
                     raise
                 described = ', '.join(
-                    f'{arg}={str(term.inputs[arg])!r} {_describe(v)}'
+                    f'{arg}={_input_text(term.inputs[arg])!r} '
+                    f'{_describe(v)}'
                     for arg, v in kwargs.items())
                 raise DistillerConfigError(
                     f'Loss {term.name!r} ({type(term.module).__name__}) '

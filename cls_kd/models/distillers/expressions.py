@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Union
 
-__all__ = ['Source', 'Call', 'parse_expression', 'walk']
+__all__ = ['Source', 'Call', 'Expression', 'parse_expression', 'walk']
 
 _TOKEN = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*|[(),.])')
 

@@ -5,7 +5,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
 from cls_kd.registry import MODELS
@@ -16,7 +16,7 @@ __all__ = [
     'renormalisation'
 ]
 
-_TEACHER_KEYS = {'config', 'checkpoint', 'data_preprocessor'}
+_TEACHER_KEYS = {'config', 'checkpoint', 'data_preprocessor', 'override'}
 
 
 def resolve_config_path(path: str) -> str:
@@ -47,7 +47,9 @@ def build_teacher(name: str,
             file whose ``model`` is used, ``mmpretrain::`` paths accepted),
             ``checkpoint`` (path or URL; None keeps random weights, with a
             warning) and ``data_preprocessor`` (its ``mean``/``std``/
-            ``to_rgb``; defaults to the config file's, else the student's).
+            ``to_rgb``; defaults to the config file's, else the student's)
+            and ``override`` (a dict merged into the model config like a
+            child config, e.g. ``dict(backbone=dict(type='FixedDeiT3'))``).
 
     Returns:
         tuple: The frozen teacher in eval mode and its preprocessor config.
@@ -56,7 +58,8 @@ def build_teacher(name: str,
     if 'config' not in spec or unknown:
         raise ValueError(
             f'Teacher {name!r} must be dict(config=..., checkpoint=..., '
-            f'[data_preprocessor=...]); got keys {sorted(spec)}.')
+            f'[data_preprocessor=..., override=...]); got keys '
+            f'{sorted(spec)}.')
     config: Union[str, dict] = spec['config']
     preprocessor = spec.get('data_preprocessor')
     if isinstance(config, str):
@@ -71,6 +74,10 @@ def build_teacher(name: str,
     else:
         model_cfg = config
     model_cfg = copy.deepcopy(dict(model_cfg))
+    if spec.get('override'):
+        model_cfg = Config._merge_a_into_b(
+            copy.deepcopy(dict(spec['override'])), ConfigDict(model_cfg))
+        model_cfg = model_cfg.to_dict()
     # The teacher's weights come from ``checkpoint``; a pretrained init_cfg
     # (often a URL) would never be used since init_weights is not called.
     model_cfg.pop('init_cfg', None)

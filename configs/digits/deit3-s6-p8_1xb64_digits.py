@@ -1,0 +1,9 @@
+# Digits ViT teacher of the ViTKD runs: a 6-block, 128-wide DeiT III
+# (patch 8), trained from scratch.
+_base_ = [
+    '../_base_/models/digits_deit3_teacher.py',
+    '../_base_/datasets/digits_bs64.py',
+    '../_base_/schedules/digits_adamw_40e.py',
+    '../_base_/default_runtime.py',
+]
+default_hooks = dict(logger=dict(interval=10))
