@@ -4,10 +4,10 @@ from .dkd import DKDLoss, dkd_loss
 from .kd import KDLoss, kd_loss
 from .nkd import NKDLoss, nkd_loss
 from .vitkd import (
-                    ViTKDGenerationLoss,
-                    ViTKDMimicLoss,
-                    vitkd_generation_loss,
-                    vitkd_mimic_loss,
+    ViTKDGenerationLoss,
+    ViTKDMimicLoss,
+    vitkd_generation_loss,
+    vitkd_mimic_loss,
 )
 
 __all__ = [
