@@ -1,13 +1,14 @@
 # Set-up and the two main jobs. Each target installs what it needs into a
 # virtual environment (VENV) on first use, then runs.
 #   make demo   the digits demo: teacher, student, student + KD, 3 seeds
+#   make vitkd-digits  ViTKD / NKD / both vs. baseline on digits, 3 seeds
 #   make test   linter + test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cls_kd-installed
 
-.PHONY: env demo test lint clean
+.PHONY: env demo vitkd-digits test lint clean
 
 env: $(STAMP)
 
@@ -25,6 +26,9 @@ $(STAMP): setup.py requirements/torch.txt requirements/runtime.txt \
 
 demo: env
 	$(PY) tools/run_digits_demo.py
+
+vitkd-digits: env
+	$(PY) tools/run_digits_demo.py --experiment vitkd
 
 lint: env
 	$(VENV)/bin/ruff check .

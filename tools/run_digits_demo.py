@@ -1,13 +1,16 @@
-"""The digits demo: teacher, student alone, student + logit KD, several seeds.
+"""Digits experiments: a teacher, students with and without it, several seeds.
 
-    python tools/run_digits_demo.py [--seeds 0 1 2] [--work-dir DIR]
+    python tools/run_digits_demo.py [--experiment kd|vitkd] [--seeds 0 1 2]
+                                    [--work-dir DIR]
 
-For every seed it trains the teacher, the student baseline and the student
-distilled from that seed's teacher with ``tools/train.py``, exports the
-distilled student with ``tools/model_converters/extract_student.py``, and
-evaluates all three with ``tools/test.py`` on the val split. It then prints
-mean ± std top-1 and writes ``results.json`` / ``results.md`` to the work dir.
-Logs and checkpoints of every run stay under the work dir.
+``kd`` (the demo, ``make demo``): for every seed a ResNet teacher, the ViT
+student alone and with logit KD. ``vitkd`` (``make vitkd-digits``): a DeiT III
+teacher trained once, then the student alone, + ViTKD, + NKD, + ViTKD + NKD
+for every seed. Runs use ``tools/train.py``; distilled students are exported
+with ``tools/model_converters/extract_student.py``; everything is evaluated
+with ``tools/test.py`` on the val split. Prints mean ± std top-1 and writes
+``results.json`` / ``results.md`` to the work dir, where the logs and
+checkpoints of every run stay.
 """
 import argparse
 import json
@@ -17,20 +20,79 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from typing import List
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TEACHER_CFG = 'configs/digits/resnet18-c16_1xb64_digits.py'
-STUDENT_CFG = 'configs/digits/vit-t4-p8_1xb64_digits.py'
-KD_CFG = 'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'
-ROWS = [('teacher', 'Teacher: ResNet-18 (16 ch)'),
-        ('baseline', 'Student: ViT 4x64, alone'),
-        ('kd', 'Student: ViT 4x64, + KD')]
+
+
+@dataclass
+class Run:
+    key: str
+    label: str
+    config: str
+    distilled: bool = False  # needs the teacher; exported for testing
+
+
+@dataclass
+class Experiment:
+    """A teacher (trained per seed, or once with the first seed) and
+    students trained with every seed; all tested on the val split."""
+    teacher: Run
+    student_config: str
+    students: List[Run]
+    teacher_per_seed: bool
+    work_dir: str
+
+
+EXPERIMENTS = {
+    # `make demo`: logit KD from a CNN teacher into a tiny ViT.
+    'kd':
+    Experiment(
+        teacher=Run('teacher', 'Teacher: ResNet-18 (16 ch)',
+                    'configs/digits/resnet18-c16_1xb64_digits.py'),
+        student_config='configs/digits/vit-t4-p8_1xb64_digits.py',
+        students=[
+            Run('baseline', 'Student: ViT 4x64, alone',
+                'configs/digits/vit-t4-p8_1xb64_digits.py'),
+            Run('kd', 'Student: ViT 4x64, + KD',
+                'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
+                True),
+        ],
+        teacher_per_seed=True,
+        work_dir='work_dirs/digits_demo'),
+    # `make vitkd-digits`: ViTKD's feature terms, NKD and both, from a
+    # DeiT III teacher into a narrower ViT (configs/vitkd/README.md).
+    'vitkd':
+    Experiment(
+        teacher=Run('teacher', 'Teacher: DeiT III 6x128 (seed 0)',
+                    'configs/digits/deit3-s6-p8_1xb64_digits.py'),
+        student_config='configs/digits/vit-t4-p8_1xb64_digits.py',
+        students=[
+            Run('baseline', 'Student: ViT 4x64, alone',
+                'configs/digits/vit-t4-p8_1xb64_digits.py'),
+            Run('vitkd', 'Student: + ViTKD',
+                'configs/vitkd/vitkd_deit3-s6-p8_vit-t4-p8_1xb64_digits.py',
+                True),
+            Run('nkd', 'Student: + NKD',
+                'configs/vitkd/nkd_deit3-s6-p8_vit-t4-p8_1xb64_digits.py',
+                True),
+            Run('vitkd_nkd', 'Student: + ViTKD + NKD',
+                'configs/vitkd/vitkd-nkd_deit3-s6-p8_vit-t4-p8_1xb64_digits.py',
+                True),
+        ],
+        teacher_per_seed=False,
+        work_dir='work_dirs/vitkd_digits'),
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--experiment', choices=sorted(EXPERIMENTS), default='kd')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--work-dir', default='work_dirs/digits_demo')
+    parser.add_argument(
+        '--work-dir', help='defaults to work_dirs/<experiment work dir>')
     parser.add_argument('--data-root', default='data/digits')
     parser.add_argument(
         '--epochs',
@@ -90,24 +152,30 @@ def test(config, checkpoint, work_dir) -> float:
         return json.load(f)['accuracy/top1']
 
 
-def summarise(results: dict, seeds) -> str:
+def summarise(rows, results: dict, seeds) -> str:
     lines = [
         f'| model | top-1 on digits val (mean ± std, seeds '
         f'{", ".join(map(str, seeds))}) | per seed |', '|---|---|---|'
     ]
-    for key, label in ROWS:
-        accs = results[key]
-        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    for run_ in rows:
+        accs = results[run_.key]
+        if len(accs) > 1:
+            mean = (f'{statistics.mean(accs):.2f} ± '
+                    f'{statistics.stdev(accs):.2f}')
+        else:
+            mean = f'{accs[0]:.2f}'
         per_seed = ', '.join(f'{a:.2f}' for a in accs)
-        lines.append(f'| {label} | {statistics.mean(accs):.2f} ± {std:.2f} '
-                     f'| {per_seed} |')
+        lines.append(f'| {run_.label} | {mean} | {per_seed} |')
     return '\n'.join(lines)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    work = osp.abspath(args.work_dir)
-    progress = Progress(1 + 6 * len(args.seeds))
+    exp = EXPERIMENTS[args.experiment]
+    work = osp.abspath(args.work_dir or exp.work_dir)
+    teacher_runs = len(args.seeds) if exp.teacher_per_seed else 1
+    progress = Progress(1 + 2 * teacher_runs +
+                        2 * len(exp.students) * len(args.seeds))
     if not osp.isdir(osp.join(args.data_root, 'val')):
         run(['tools/dataset_converters/digits.py', '--out', args.data_root],
             osp.join(work, 'convert.log'))
@@ -117,32 +185,38 @@ def main(argv=None):
         for loader in ('train_dataloader', 'val_dataloader',
                        'test_dataloader')
     ]
-    results = {key: [] for key, _ in ROWS}
+    results = {r.key: [] for r in [exp.teacher, *exp.students]}
+    teacher_ckpt = None
     for seed in args.seeds:
-        runs = {key: osp.join(work, f'{key}_seed{seed}') for key, _ in ROWS}
-        teacher_ckpt = train(TEACHER_CFG, runs['teacher'], seed, args.epochs,
-                             data_opts)
-        progress.step(f'seed {seed}: teacher trained')
-        base_ckpt = train(STUDENT_CFG, runs['baseline'], seed, args.epochs,
-                          data_opts)
-        progress.step(f'seed {seed}: student baseline trained')
-        kd_opts = [*data_opts, f'model.teacher.checkpoint={teacher_ckpt}']
-        kd_ckpt = train(KD_CFG, runs['kd'], seed, args.epochs, kd_opts)
-        progress.step(f'seed {seed}: student + KD trained')
-        student_ckpt = osp.join(runs['kd'], 'student.pth')
-        run(['tools/model_converters/extract_student.py', kd_ckpt,
-             student_ckpt], osp.join(runs['kd'], 'export.log'))
-        for key, config, ckpt in (('teacher', TEACHER_CFG, teacher_ckpt),
-                                  ('baseline', STUDENT_CFG, base_ckpt),
-                                  ('kd', STUDENT_CFG, student_ckpt)):
-            acc = test(config, ckpt, osp.join(runs[key], 'test'))
-            results[key].append(acc)
-            progress.step(f'seed {seed}: {key} top-1 {acc:.2f}')
-    table = summarise(results, args.seeds)
+        if teacher_ckpt is None or exp.teacher_per_seed:
+            t_dir = osp.join(work, f'teacher_seed{seed}')
+            teacher_ckpt = train(exp.teacher.config, t_dir, seed,
+                                 args.epochs, data_opts)
+            progress.step(f'seed {seed}: teacher trained')
+            acc = test(exp.teacher.config, teacher_ckpt,
+                       osp.join(t_dir, 'test'))
+            results['teacher'].append(acc)
+            progress.step(f'seed {seed}: teacher top-1 {acc:.2f}')
+        for student in exp.students:
+            s_dir = osp.join(work, f'{student.key}_seed{seed}')
+            options = list(data_opts)
+            if student.distilled:
+                options.append(f'model.teacher.checkpoint={teacher_ckpt}')
+            ckpt = train(student.config, s_dir, seed, args.epochs, options)
+            progress.step(f'seed {seed}: {student.key} trained')
+            if student.distilled:
+                exported = osp.join(s_dir, 'student.pth')
+                run(['tools/model_converters/extract_student.py', ckpt,
+                     exported], osp.join(s_dir, 'export.log'))
+                ckpt = exported
+            acc = test(exp.student_config, ckpt, osp.join(s_dir, 'test'))
+            results[student.key].append(acc)
+            progress.step(f'seed {seed}: {student.key} top-1 {acc:.2f}')
+    table = summarise([exp.teacher, *exp.students], results, args.seeds)
     print('\n' + table)
     with open(osp.join(work, 'results.json'), 'w') as f:
-        json.dump(dict(seeds=args.seeds, epochs=args.epochs, **results), f,
-                  indent=2)
+        json.dump(dict(experiment=args.experiment, seeds=args.seeds,
+                       epochs=args.epochs, **results), f, indent=2)
     with open(osp.join(work, 'results.md'), 'w') as f:
         f.write(table + '\n')
     print(f'\nLogs, checkpoints and results are in {work}')

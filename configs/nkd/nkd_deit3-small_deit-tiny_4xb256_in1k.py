@@ -11,6 +11,9 @@ model = dict(
     student={{_base_.model}},
     teacher=dict(
         config='mmpretrain::deit3/deit3-small-p16_64xb64_in1k.py',
+        # mmpretrain 1.2.0's DeiT3 block ignores ln2: run the block the
+        # weights were trained as (cls_kd/models/backbones/deit3.py).
+        override=dict(backbone=dict(type='FixedDeiT3')),
         checkpoint='https://download.openmmlab.com/mmclassification/v0/'
         'deit3/deit3-small-p16_in21k-pre_3rdparty_in1k_20221009-dcd90827.pth'
     ),
