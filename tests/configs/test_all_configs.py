@@ -32,7 +32,7 @@ def _offline(cfg):
 
 def test_configs_found():
     assert len(DIGITS) >= 4 and len(CONFIGS) > len(DIGITS)
-    for method in ('kd', 'dkd', 'nkd', 'deit'):
+    for method in ('kd', 'dkd', 'nkd', 'deit', 'vitkd'):
         assert any(c.startswith(f'configs/{method}/') and 'in1k' in c
                    for c in CONFIGS), method
         assert osp.exists(osp.join(ROOT, 'configs', method, 'README.md'))
@@ -61,3 +61,17 @@ def test_digits_config_trains(config, small_digits_cfg, tmp_path):
     assert runner.iter == 9
     assert 'accuracy/top1' in runner.message_hub.log_scalars.keys() or \
         any('accuracy' in k for k in runner.message_hub.log_scalars)
+
+
+def test_metafiles_point_at_existing_configs():
+    import yaml
+    metafiles = glob.glob(osp.join(ROOT, 'configs', '*', 'metafile.yml'))
+    assert metafiles
+    for path in metafiles:
+        with open(path) as f:
+            meta = yaml.safe_load(f)
+        for model in meta['Models']:
+            assert osp.isfile(osp.join(ROOT, model['Config'])), model['Name']
+            assert osp.basename(model['Config']) == model['Name'] + '.py'
+            assert osp.isfile(osp.join(ROOT, meta['Collections'][0]
+                                       ['README'])), path

@@ -1,7 +1,7 @@
-# NKD alone on digits, DeiT III 6x128 -> ViT 4x64, with the setting ViTKD
+# NKD alone on digits, DeiT III 6x128 -> ViT 4x32, with the setting ViTKD
 # pairs it with (T = 1, gamma = 1): the logit-only row of the digits ViTKD
 # experiment.
-_base_ = ['../_base_/distill/deit3-s6-p8_vit-t4-p8_digits.py']
+_base_ = ['../_base_/distill/deit3-6x128-p8_vit-4x32-p8_digits.py']
 
 model = dict(
     losses=dict(

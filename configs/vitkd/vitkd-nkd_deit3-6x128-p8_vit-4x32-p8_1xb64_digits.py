@@ -1,5 +1,5 @@
-# ViTKD + NKD (T = 1, gamma = 1) on digits, DeiT III 6x128 -> ViT 4x64.
-_base_ = ['./vitkd_deit3-s6-p8_vit-t4-p8_1xb64_digits.py']
+# ViTKD + NKD (T = 1, gamma = 1) on digits, DeiT III 6x128 -> ViT 4x32.
+_base_ = ['./vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py']
 
 model = dict(
     losses=dict(

@@ -1,19 +1,19 @@
-# ViTKD on digits: DeiT III 6x128 -> ViT 4x64, blocks 0 and 1 mimicked, the
+# ViTKD on digits: DeiT III 6x128 -> ViT 4x32, blocks 0 and 1 mimicked, the
 # final-norm tokens generated, as on ImageNet. alpha and beta are the
 # paper's scaled by 196*384 / (16*128) ~ 37.6: the losses are sums over
 # tokens and channels, and this keeps the weight per element of
 # DeiT III-S -> DeiT-T (196 tokens, width 384) for 16 tokens of width 128.
 _base_ = [
-    '../_base_/distill/deit3-s6-p8_vit-t4-p8_digits.py',
+    '../_base_/distill/deit3-6x128-p8_vit-4x32-p8_digits.py',
     '../_base_/distill/vitkd_deit.py',
 ]
 
 model = dict(
     taps={{_base_.vitkd_taps}},
     connectors=dict(
-        mimic0=dict(type='LinearConnector', in_channels=64, out_channels=128),
-        mimic1=dict(type='LinearConnector', in_channels=64, out_channels=128),
-        gen=dict(type='ViTKDGenerator', in_channels=64, out_channels=128,
+        mimic0=dict(type='LinearConnector', in_channels=32, out_channels=128),
+        mimic1=dict(type='LinearConnector', in_channels=32, out_channels=128),
+        gen=dict(type='ViTKDGenerator', in_channels=32, out_channels=128,
                  mask_ratio=0.5)),
     losses=dict(
         loss_vitkd_mimic=dict(
