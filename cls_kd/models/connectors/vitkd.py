@@ -1,6 +1,5 @@
 """ViTKD's masked generator and a token-grid resampler."""
-import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -8,22 +7,9 @@ import torch.nn.functional as F
 
 from cls_kd.registry import MODELS
 
+from ..taps import token_grid
+
 __all__ = ['ViTKDGenerator', 'TokenGridResize', 'random_masking']
-
-
-def _grid_size(n: int, grid_size: Optional[Sequence[int]],
-               who: str) -> Tuple[int, int]:
-    if grid_size is not None:
-        h, w = grid_size
-        if h * w != n:
-            raise ValueError(f'{who}: grid_size={tuple(grid_size)} does not '
-                             f'fit {n} tokens.')
-        return int(h), int(w)
-    side = math.isqrt(n)
-    if side * side != n:
-        raise ValueError(f'{who}: {n} tokens do not form a square grid; '
-                         f'give grid_size=(H, W).')
-    return side, side
 
 
 def random_masking(batch: int,
@@ -115,7 +101,7 @@ class ViTKDGenerator(nn.Module):
             raise ValueError(f'ViTKDGenerator expects patch tokens (B, N, '
                              f'{self.in_channels}), got {tuple(x.shape)}.')
         B, N, _ = x.shape
-        h, w = _grid_size(N, self.grid_size, 'ViTKDGenerator')
+        h, w = token_grid(N, self.grid_size, 'ViTKDGenerator', 'grid_size')
         x = self.align(x)
         D = x.shape[-1]
         keep, restore = random_masking(
@@ -158,8 +144,8 @@ class TokenGridResize(nn.Module):
         B, N, D = x.shape
         if N == like.shape[1]:
             return x
-        src = _grid_size(N, None, 'TokenGridResize')
-        dst = _grid_size(like.shape[1], None, 'TokenGridResize')
+        src = token_grid(N, None, 'TokenGridResize', None)
+        dst = token_grid(like.shape[1], None, 'TokenGridResize', None)
         grid = x.transpose(1, 2).reshape(B, D, *src)
         kwargs = {} if self.mode in ('nearest', 'area') else dict(
             align_corners=self.align_corners)

@@ -282,8 +282,7 @@ class ClassificationDistiller(BaseModel):
                 if isinstance(node, Source) and node.name not in sources:
                     raise DistillerConfigError(
                         f'Loss {name!r}, input {arg}={_input_text(value)!r}: '
-                        f'no '
-                        f'source {node.name!r}. Available: '
+                        f'no source {node.name!r}. Available: '
                         f'{sorted(sources)}.')
                 if isinstance(node, Call) and node.connector not in \
                         self.connectors:

@@ -7,12 +7,14 @@ module's output (or its first input, for taps with ``capture='input'``) and
 """
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ['SelectorContext', 'TAP_SELECTORS', 'register_selector']
+__all__ = [
+    'SelectorContext', 'TAP_SELECTORS', 'register_selector', 'token_grid'
+]
 
 TAP_SELECTORS: Dict[str, Callable] = {}
 
@@ -91,21 +93,40 @@ def select_patch_tokens(value, ctx):
     return _tokens(value, 'patch_tokens')[:, _prefix(ctx, 'patch_tokens'):]
 
 
+def token_grid(num_tokens: int,
+               size: Optional[Sequence[int]] = None,
+               who: str = 'token_grid',
+               option: Optional[str] = 'hw') -> Tuple[int, int]:
+    """(H, W) of ``num_tokens`` patch tokens: ``size`` checked against the
+    count, else the square grid.
+
+    Args:
+        num_tokens (int): N.
+        size (tuple, optional): (H, W) given by the user.
+        who (str): Prefix of error messages.
+        option (str, optional): Name of the caller's (H, W) option, named in
+            the error for a non-square count; None if it has none.
+    """
+    if size is not None:
+        if size[0] * size[1] != num_tokens:
+            raise ValueError(f'{who}: {option}={tuple(size)} does not fit '
+                             f'{num_tokens} tokens.')
+        return int(size[0]), int(size[1])
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        hint = f'; give {option}=(H, W)' if option else ''
+        raise ValueError(f'{who}: {num_tokens} tokens do not form a square '
+                         f'grid{hint}.')
+    return side, side
+
+
 @register_selector('patch_map')
 def select_patch_map(value, ctx, hw=None):
     """Patch tokens as a feature map (B, C, H, W); square grid by default."""
     tokens = select_patch_tokens(value, ctx)
     B, N, C = tokens.shape
-    if hw is None:
-        side = math.isqrt(N)
-        if side * side != N:
-            raise ValueError(f'Selector patch_map: {N} patch tokens do not '
-                             f'form a square grid; give hw=(H, W).')
-        hw = (side, side)
-    if hw[0] * hw[1] != N:
-        raise ValueError(f'Selector patch_map: hw={tuple(hw)} does not fit '
-                         f'{N} patch tokens.')
-    return tokens.transpose(1, 2).reshape(B, C, hw[0], hw[1])
+    h, w = token_grid(N, hw, 'Selector patch_map')
+    return tokens.transpose(1, 2).reshape(B, C, h, w)
 
 
 @register_selector('index')

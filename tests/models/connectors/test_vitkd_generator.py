@@ -99,3 +99,9 @@ def test_token_grid_resize():
     cells = grid.view(2, 2, 2, 2).mean(dim=(1, 3)).flatten()
     torch.testing.assert_close(out[0, :, 0], cells)
     assert resize(x, x) is x
+
+
+def test_token_grid_resize_refuses_non_square_grids():
+    with pytest.raises(ValueError, match=r'6 tokens do not form a square '
+                       r'grid\.$'):
+        TokenGridResize()(torch.zeros(1, 6, 2), torch.zeros(1, 4, 2))
