@@ -13,7 +13,8 @@ __all__ = [
     'OPTIMIZERS', 'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
     'PARAM_SCHEDULERS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'MODELS',
     'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'BATCH_AUGMENTS', 'TASK_UTILS',
-    'METRICS', 'EVALUATORS', 'VISUALIZERS', 'VISBACKENDS'
+    'METRICS', 'EVALUATORS', 'VISUALIZERS', 'VISBACKENDS', 'TAP_SELECTORS',
+    'TEACHER_RUNNERS'
 ]
 
 # Where each registry's own modules live, so that building by name imports
@@ -56,3 +57,11 @@ METRICS = _child('METRICS')
 EVALUATORS = _child('EVALUATORS')
 VISUALIZERS = _child('VISUALIZERS')
 VISBACKENDS = _child('VISBACKENDS')
+
+# cls_kd's own kinds of objects (no mmpretrain parent): functions that turn a
+# tapped module's output into what a loss wants, and runners that execute part
+# of a frozen teacher with autograd.
+TAP_SELECTORS = Registry(
+    'tap selector', scope='cls_kd', locations=['cls_kd.models.taps'])
+TEACHER_RUNNERS = Registry(
+    'teacher runner', scope='cls_kd', locations=['cls_kd.models.connectors'])
