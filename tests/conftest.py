@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from cls_kd.engine.hooks import add_schedule_hook
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -44,6 +46,38 @@ def small_digits_cfg(digits_root):
         cfg.train_cfg.val_interval = epochs
         cfg.default_hooks.logger.interval = 1
         cfg.work_dir = str(work_dir)
+        add_schedule_hook(cfg)  # as tools/train.py does
         return cfg
 
     return apply
+
+
+@pytest.fixture(scope='session')
+def tiny_vit():
+    """Config of a tiny mmpretrain ViT classifier on 32x32 inputs (8x8
+    patches, 16 tokens + class token): ``tiny_vit(width, depth, **backbone)``;
+    ``head=False`` gives the bare backbone."""
+
+    def build(width=32, depth=2, num_classes=10, head=True, **backbone):
+        cfg = dict(
+            type='VisionTransformer',
+            arch=dict(
+                embed_dims=width,
+                num_layers=depth,
+                num_heads=2,
+                feedforward_channels=2 * width),
+            img_size=32,
+            patch_size=8,
+            **backbone)
+        if not head:
+            return cfg
+        return dict(
+            type='ImageClassifier',
+            backbone=cfg,
+            neck=None,
+            head=dict(
+                type='VisionTransformerClsHead',
+                num_classes=num_classes,
+                in_channels=width))
+
+    return build

@@ -11,6 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import cls_kd
+from cls_kd.engine.hooks import add_schedule_hook
 from cls_kd.registry import RUNNERS
 from cls_kd.utils import apply_launch_args
 
@@ -80,6 +81,8 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.auto_scale_lr:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
+    # Distillers read their stages and term schedules from this hook.
+    add_schedule_hook(cfg)
     return cfg
 
 

@@ -1,6 +1,7 @@
 """Every config under configs/ builds (with its build-time dry run), and
 every digits-scale config trains for a few iterations."""
 import glob
+import json
 import os.path as osp
 
 import pytest
@@ -17,6 +18,10 @@ CONFIGS = sorted(
     if '_base_' not in p)
 DIGITS = [c for c in CONFIGS if c.endswith('_digits.py')]
 
+with open(osp.join(ROOT, 'tests', 'data',
+                   'distiller_state_dict_keys_before_core_v2.json')) as f:
+    KEYS_BEFORE_CORE_V2 = json.load(f)
+
 cls_kd.register_all_modules()
 
 
@@ -31,6 +36,7 @@ def _offline(cfg):
 
 
 def test_configs_found():
+    assert set(KEYS_BEFORE_CORE_V2) <= set(DIGITS)
     assert len(DIGITS) >= 4 and len(CONFIGS) > len(DIGITS)
     for method in ('kd', 'dkd', 'nkd', 'deit', 'vitkd'):
         assert any(c.startswith(f'configs/{method}/') and 'in1k' in c
@@ -49,6 +55,11 @@ def test_config_builds(config):
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = MODELS.build(model_cfg)
     assert model is not None
+    # Checkpoints written before the distiller family (core v2) still load:
+    # same state-dict keys and shapes, recorded with that code.
+    if config in KEYS_BEFORE_CORE_V2:
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        assert shapes == KEYS_BEFORE_CORE_V2[config]
 
 
 @pytest.mark.parametrize('config', DIGITS)

@@ -157,7 +157,7 @@ def test_stop_distill_hook_stops_teacher(repo_root, small_digits_cfg,
     runner.train()
     assert set(epochs) == {0, 1}  # not run in epoch 2
     assert runner.model.distill_enabled is False
-    assert runner.model.student_loss_weight == 1.0
+    assert runner.model.current_stage().student_loss_weight == 1.0
 
 
 @pytest.mark.skipif(sys.platform == 'win32', reason='bash launcher')

@@ -179,7 +179,7 @@ def build_model(cfg: Config) -> Tuple[nn.Module, List[str]]:
         spec['checkpoint'] = None
     model = MODELS.build(model_cfg)
     teachers = getattr(model, 'teachers', None)
-    names = list(teachers) if isinstance(teachers, dict) else []
+    names = list(teachers) if teachers is not None else []
     return model, names
 
 
@@ -214,7 +214,8 @@ def compile_model(model: nn.Module) -> List[str]:
     student = getattr(model, 'student', model)
     targets = [('student.backbone', student.backbone),
                ('student.head', student.head)]
-    for name, teacher in (getattr(model, 'teachers', None) or {}).items():
+    teachers = getattr(model, 'teachers', None)
+    for name, teacher in (teachers.items() if teachers is not None else []):
         cast_numpy_scalars(teacher)
         targets.append((f'teachers[{name!r}].backbone', teacher.backbone))
     for _, module in targets:
@@ -297,11 +298,12 @@ def time_teachers(model: nn.Module, names: List[str], wrapper: OptimWrapper,
     with wrapper.optim_context(model), torch.no_grad():
         inputs = model.data_preprocessor(data, True)['inputs']
     times = {}
+    read = model.teachers_to_run(model.active_terms())
     for name in names:
 
         def run(name=name):
             with wrapper.optim_context(model):
-                model._run_teacher(name, inputs)
+                model._run_teacher(name, inputs, read.get(name, False))
 
         times[name] = _timed(run, iters, warmup, device, f'teacher {name}')
     return times
@@ -373,6 +375,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     model, teacher_names = build_model(cfg)
     model.to(device)
     model.train()
+    if hasattr(model, 'set_progress'):
+        model.set_progress(epoch=0, iter=0)  # what the schedule hook does
     wrapper = build_wrapper(model, cfg, args.amp, device)
     if args.compile:
         compiled = compile_model(model)

@@ -1,3 +1,7 @@
-from .distill_schedule import StopDistillHook
+from .distill_schedule import (
+    DistillScheduleHook,
+    StopDistillHook,
+    add_schedule_hook,
+)
 
-__all__ = ['StopDistillHook']
+__all__ = ['DistillScheduleHook', 'StopDistillHook', 'add_schedule_hook']

@@ -1,19 +1,76 @@
-"""Hooks that schedule distillation over a run."""
+"""The hook that tells a distiller where training is, so that its stages
+and per-term schedules apply."""
+from typing import Optional
+
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from cls_kd.registry import HOOKS
 
-__all__ = ['StopDistillHook']
+__all__ = ['DistillScheduleHook', 'StopDistillHook', 'add_schedule_hook']
+
+
+def _distiller(runner):
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    return model if hasattr(model, 'set_progress') else None
 
 
 @HOOKS.register_module()
-class StopDistillHook(Hook):
-    """Switch all distillation off from epoch ``stop_epoch`` on.
+class DistillScheduleHook(Hook):
+    """Hands the epoch and iteration to the distiller before every training
+    step (``model.set_progress``), which picks its stage and the weights of
+    its loss terms from them; ``--resume`` therefore restores the right
+    stage. Logs each change of stage, and removes the logged history of
+    terms that are off, so that the log never shows a stale value of a term
+    that is not computed.
+
+    ``tools/train.py`` adds this hook to every config whose model is a
+    distiller; add it to ``custom_hooks`` when you build the runner
+    yourself.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self):
+        self._stage = None
+
+    def before_train(self, runner) -> None:
+        self._stage = None
+
+    def before_train_iter(self, runner, batch_idx: int,
+                          data_batch=None) -> None:
+        model = _distiller(runner)
+        if model is None:
+            return
+        model.set_progress(runner.epoch, runner.iter)
+        stage = model.stage_plan.index(model.progress)
+        if stage != self._stage:
+            self._stage = stage
+            active = [term.name for term, _ in model.active_terms()]
+            runner.logger.info(
+                f'Distillation stage {stage} from epoch {runner.epoch + 1}, '
+                f'iteration {runner.iter + 1}: '
+                + (', '.join(active) if active else 'no distillation'))
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        model = _distiller(runner)
+        if model is None or outputs is None:
+            return
+        scalars = runner.message_hub.log_scalars
+        for name in model.wiring.names:
+            if name not in outputs:
+                scalars.pop(f'train/{name}', None)
+
+
+@HOOKS.register_module()
+class StopDistillHook(DistillScheduleHook):
+    """Switch all distillation off from epoch ``stop_epoch`` on (a two-stage
+    schedule; prefer the distiller's ``stages`` in new configs).
 
     From then on the teacher is not run at all and the student trains on its
     own loss with weight ``student_loss_weight`` (DearKD's second stage).
-    Decided at the start of every epoch, so it holds after ``--resume``.
 
     Args:
         stop_epoch (int): First epoch (0-based, as ``runner.epoch``) without
@@ -22,19 +79,27 @@ class StopDistillHook(Hook):
             stop. Defaults to 1.0.
     """
 
-    priority = 'LOW'
-
     def __init__(self, stop_epoch: int, student_loss_weight: float = 1.0):
+        super().__init__()
         if stop_epoch < 0:
             raise ValueError(f'stop_epoch must be >= 0, got {stop_epoch}.')
         self.stop_epoch = stop_epoch
         self.student_loss_weight = student_loss_weight
 
-    def before_train_epoch(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        if runner.epoch >= self.stop_epoch and model.distill_enabled:
-            model.distill_enabled = False
-            model.student_loss_weight = self.student_loss_weight
-            runner.logger.info(f'StopDistillHook: distillation is off from '
-                               f'epoch {runner.epoch + 1} on.')
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        model = _distiller(runner)
+        if model is not None:
+            model.stage_plan.add_stop(self.stop_epoch,
+                                      self.student_loss_weight)
+
+
+def add_schedule_hook(cfg) -> None:
+    """Add :class:`DistillScheduleHook` to ``cfg.custom_hooks`` unless the
+    config has it (or :class:`StopDistillHook`) already."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    names = {'DistillScheduleHook', 'StopDistillHook'}
+    if not any(str(h.get('type', '')).split('.')[-1] in names
+               for h in hooks):
+        hooks.append(dict(type='DistillScheduleHook'))
+    cfg.custom_hooks = hooks

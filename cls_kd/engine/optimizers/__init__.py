@@ -3,8 +3,17 @@ from .merged_groups import (
                             MergedGroupsOptimWrapperConstructor,
                             merge_param_groups,
 )
+from .non_finite import (
+                         NonFiniteGuardAmpOptimWrapper,
+                         NonFiniteGuardMixin,
+                         NonFiniteGuardOptimWrapper,
+                         NonFiniteStepError,
+                         grads_are_finite,
+)
 
 __all__ = [
     'AutocastOptimWrapper', 'MergedGroupsOptimWrapperConstructor',
-    'merge_param_groups'
+    'merge_param_groups', 'NonFiniteGuardAmpOptimWrapper',
+    'NonFiniteGuardMixin', 'NonFiniteGuardOptimWrapper', 'NonFiniteStepError',
+    'grads_are_finite'
 ]

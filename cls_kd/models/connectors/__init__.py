@@ -1,8 +1,17 @@
+from .layout import MapPool, MapResize, MapToTokens, TokensToMap
 from .projectors import ConvConnector, LinearConnector
-from .teacher_part import TeacherPart
+from .teacher_part import TeacherAccess, TeacherPart
+from .teacher_runners import (
+    SequentialRunner,
+    SwinStageRunner,
+    TeacherRunner,
+    ViTBlocksRunner,
+)
 from .vitkd import TokenGridResize, ViTKDGenerator, random_masking
 
 __all__ = [
-    'LinearConnector', 'ConvConnector', 'TeacherPart', 'TokenGridResize',
+    'LinearConnector', 'ConvConnector', 'MapPool', 'MapResize', 'MapToTokens',
+    'SequentialRunner', 'SwinStageRunner', 'TeacherAccess', 'TeacherPart',
+    'TeacherRunner', 'TokenGridResize', 'TokensToMap', 'ViTBlocksRunner',
     'ViTKDGenerator', 'random_masking'
 ]

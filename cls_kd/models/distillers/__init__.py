@@ -1,3 +1,9 @@
-from .classification import ClassificationDistiller, DistillerConfigError
+from .base import BaseDistiller
+from .classification import ClassificationDistiller
+from .errors import DistillerConfigError
+from .label_free import LabelFreeDistiller
 
-__all__ = ['ClassificationDistiller', 'DistillerConfigError']
+__all__ = [
+    'BaseDistiller', 'ClassificationDistiller', 'DistillerConfigError',
+    'LabelFreeDistiller'
+]

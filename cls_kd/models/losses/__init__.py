@@ -1,6 +1,22 @@
 """Distillation losses: the logit family and feature losses."""
+from .cnn_feature import (
+    AttentionTransferLoss,
+    ChannelWiseDivergenceLoss,
+    HintLoss,
+    attention_map,
+    attention_transfer_loss,
+    channel_wise_divergence_loss,
+)
 from .deit import DeiTDistillLoss, deit_hard_loss, deit_soft_loss
 from .dkd import DKDLoss, dkd_loss
+from .feature import (
+    FeatureCosineLoss,
+    FeatureL1Loss,
+    FeatureMSELoss,
+    feature_cosine_loss,
+    feature_l1_loss,
+    feature_mse_loss,
+)
 from .kd import KDLoss, kd_loss
 from .nkd import NKDLoss, nkd_loss
 from .vitkd import (
@@ -11,15 +27,27 @@ from .vitkd import (
 )
 
 __all__ = [
+    'AttentionTransferLoss',
+    'ChannelWiseDivergenceLoss',
     'DKDLoss',
     'DeiTDistillLoss',
+    'FeatureCosineLoss',
+    'FeatureL1Loss',
+    'FeatureMSELoss',
+    'HintLoss',
     'KDLoss',
     'NKDLoss',
     'ViTKDGenerationLoss',
     'ViTKDMimicLoss',
+    'attention_map',
+    'attention_transfer_loss',
+    'channel_wise_divergence_loss',
     'deit_hard_loss',
     'deit_soft_loss',
     'dkd_loss',
+    'feature_cosine_loss',
+    'feature_l1_loss',
+    'feature_mse_loss',
     'kd_loss',
     'nkd_loss',
     'vitkd_generation_loss',

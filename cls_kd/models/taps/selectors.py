@@ -2,21 +2,27 @@
 
 A selector is ``fn(value, ctx, **options) -> Tensor`` where ``value`` is the
 module's output (or its first input, for taps with ``capture='input'``) and
-``ctx`` is the :class:`SelectorContext` of the tap. Register new ones with
-:func:`register_selector`.
+``ctx`` is the :class:`SelectorContext` of the tap. Selectors live in the
+mmengine registry ``TAP_SELECTORS``; register new ones with
+``@TAP_SELECTORS.register_module(name=...)`` or :func:`register_selector`.
+A selector that can tell at build time whether it fits a module has a
+``check(module, **options)`` attribute, which the tap calls on each tapped
+module when it is built.
 """
 import math
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
+from cls_kd.registry import TAP_SELECTORS
+
+from .attention import attention_probs, check_attention
+
 __all__ = [
     'SelectorContext', 'TAP_SELECTORS', 'register_selector', 'token_grid'
 ]
-
-TAP_SELECTORS: Dict[str, Callable] = {}
 
 
 @dataclass
@@ -30,22 +36,18 @@ class SelectorContext:
             (``num_extra_tokens`` in mmpretrain, ``num_prefix_tokens`` in
             timm), or given in the tap config.
         inputs (tuple): Positional inputs of the module call.
+        kwargs (dict): Keyword inputs of the module call.
     """
     module: nn.Module
     num_prefix_tokens: Optional[int] = None
     inputs: tuple = ()
+    kwargs: dict = field(default_factory=dict)
 
 
 def register_selector(name: str):
-    """Decorator registering a selector function under ``name``."""
-
-    def wrap(fn):
-        if name in TAP_SELECTORS:
-            raise KeyError(f'Selector {name!r} is already registered.')
-        TAP_SELECTORS[name] = fn
-        return fn
-
-    return wrap
+    """Decorator registering a selector function in ``TAP_SELECTORS`` under
+    ``name``; a KeyError if the name is taken."""
+    return TAP_SELECTORS.register_module(name=name)
 
 
 def _prefix(ctx: SelectorContext, selector: str) -> int:
@@ -66,19 +68,19 @@ def _tokens(value, selector: str) -> torch.Tensor:
     return value
 
 
-@register_selector('output')
+@TAP_SELECTORS.register_module(name='output')
 def select_output(value, ctx):
     """The captured value unchanged."""
     return value
 
 
-@register_selector('cls_token')
+@TAP_SELECTORS.register_module(name='cls_token')
 def select_cls_token(value, ctx):
     """Token 0, (B, C)."""
     return _tokens(value, 'cls_token')[:, 0]
 
 
-@register_selector('dist_token')
+@TAP_SELECTORS.register_module(name='dist_token')
 def select_dist_token(value, ctx):
     """Token 1 of a distilled ViT, (B, C)."""
     if _prefix(ctx, 'dist_token') < 2:
@@ -87,7 +89,7 @@ def select_dist_token(value, ctx):
     return _tokens(value, 'dist_token')[:, 1]
 
 
-@register_selector('patch_tokens')
+@TAP_SELECTORS.register_module(name='patch_tokens')
 def select_patch_tokens(value, ctx):
     """Patch tokens without class/dist/register tokens, (B, N, C)."""
     return _tokens(value, 'patch_tokens')[:, _prefix(ctx, 'patch_tokens'):]
@@ -120,7 +122,7 @@ def token_grid(num_tokens: int,
     return side, side
 
 
-@register_selector('patch_map')
+@TAP_SELECTORS.register_module(name='patch_map')
 def select_patch_map(value, ctx, hw=None):
     """Patch tokens as a feature map (B, C, H, W); square grid by default."""
     tokens = select_patch_tokens(value, ctx)
@@ -129,7 +131,7 @@ def select_patch_map(value, ctx, hw=None):
     return tokens.transpose(1, 2).reshape(B, C, h, w)
 
 
-@register_selector('index')
+@TAP_SELECTORS.register_module(name='index')
 def select_index(value, ctx, index=-1):
     """Element ``index`` of a tuple/list output (e.g. a backbone's stages)."""
     if not isinstance(value, (tuple, list)):
@@ -138,25 +140,18 @@ def select_index(value, ctx, index=-1):
     return value[index]
 
 
-@register_selector('attn_probs')
-def select_attn_probs(value, ctx):
-    """Attention probabilities (B, heads, N, N) of an attention module.
+@TAP_SELECTORS.register_module(name='attn_probs')
+def select_attn_probs(value, ctx, query=None):
+    """Attention probabilities of an attention module, float32.
 
-    Recomputed from the module's input with its own ``qkv`` projection, so
+    Recomputed from the module's inputs exactly as its class computes them
+    (see :mod:`cls_kd.models.taps.attention` for the supported classes), so
     the module itself keeps its fused attention kernel; only tapped blocks
-    pay for the explicit N×N matrix. Works for mmpretrain's
-    ``MultiheadAttention`` and timm's ``Attention`` (including q/k norms).
+    pay for the explicit matrix. ``query=None`` gives (B, heads, N, N);
+    ``'cls'`` or an int one query row, (B, heads, N); a list of ints those
+    rows, (B, heads, len(query), N).
     """
-    module = ctx.module
-    if not (hasattr(module, 'qkv') and hasattr(module, 'num_heads')):
-        raise ValueError(f'Selector attn_probs needs an attention module '
-                         f'with qkv and num_heads, got '
-                         f'{type(module).__name__}.')
-    x = ctx.inputs[0]
-    B, N, _ = x.shape
-    qkv = module.qkv(x).reshape(B, N, 3, module.num_heads, -1)
-    q, k = qkv.permute(2, 0, 3, 1, 4)[:2]  # B, heads, N, head_dim
-    if hasattr(module, 'q_norm'):
-        q, k = module.q_norm(q), module.k_norm(k)
-    scale = getattr(module, 'scale', q.shape[-1]**-0.5)
-    return (q @ k.transpose(-2, -1) * scale).softmax(dim=-1)
+    return attention_probs(ctx.module, ctx.inputs, ctx.kwargs, query)
+
+
+select_attn_probs.check = check_attention

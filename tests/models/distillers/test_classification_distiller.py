@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from mmpretrain.structures import DataSample
 
@@ -141,13 +140,6 @@ def teacher_params(model):
     return list(model.teachers['teacher'].parameters())
 
 
-@pytest.fixture
-def message_hub():
-    hub = MessageHub.get_current_instance()
-    yield hub
-    hub.runtime_info.pop('epoch', None)
-
-
 # ------------------------------------------------------------ build errors
 def test_unknown_tap_path():
     with pytest.raises(DistillerConfigError) as info:
@@ -267,8 +259,8 @@ def test_teacher_input_size_checked_without_dry_run():
 def test_tap_never_fired_on_teacher():
     # The teacher's forward never calls its own data preprocessor.
     with pytest.raises(DistillerConfigError,
-                       match=r"Teacher 'teacher': taps \['t_pre'\] never "
-                       'fired'):
+                       match=r"Teacher 'teacher': taps "
+                       r"\['t_pre:data_preprocessor'\] never fired"):
         kd_model(
             taps=dict(t_pre=dict(model='teacher', path='data_preprocessor')))
 
@@ -494,7 +486,7 @@ def test_connector_called_once_for_all_keys():
 
 @pytest.mark.parametrize('epoch, factor', [(0, 0.25), (2, 0.75), (3, 1.0),
                                            (9, 1.0)])
-def test_warmup(message_hub, epoch, factor):
+def test_warmup(epoch, factor):
     inputs = dict(pred='proj(s_tok)', target='t_tok')
     model = build(
         taps=TOKEN_TAPS,
@@ -503,7 +495,7 @@ def test_warmup(message_hub, epoch, factor):
             loss_ramp=dict(
                 **MSE, inputs=inputs, warmup=dict(by='epoch', length=4)),
             loss_full=dict(**MSE, inputs=inputs)))
-    message_hub.update_info('epoch', epoch)
+    model.set_progress(epoch=epoch, iter=0)
     losses = model.loss(*batch())
     assert losses['loss_full'] > 0
     torch.testing.assert_close(losses['loss_ramp'],
@@ -511,7 +503,8 @@ def test_warmup(message_hub, epoch, factor):
 
 
 def test_bad_warmup():
-    with pytest.raises(DistillerConfigError, match='warmup must be'):
+    with pytest.raises(DistillerConfigError,
+                       match='warmup: by must be "epoch" or "iter"'):
         build(
             losses=dict(
                 loss_kd=dict(
@@ -534,10 +527,13 @@ def test_student_loss_weight():
 
 
 def test_distill_disabled():
-    model = mimic_model(student_loss_weight=0.5)
+    model = mimic_model(
+        student_loss_weight=0.25,
+        stages=[dict(end=1), dict(distill=False, student_loss_weight=0.5)])
     model.train()
     teacher_calls = counter(model.teachers['teacher'].backbone)
-    model.distill_enabled = False
+    model.set_progress(epoch=1, iter=10)
+    assert not model.distill_enabled
     inputs, data_samples = batch()
     losses = model.loss(inputs, data_samples)
     assert list(losses) == ['loss_cls']

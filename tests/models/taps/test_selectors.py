@@ -1,12 +1,15 @@
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmpretrain.models.utils import MultiheadAttention
-from timm.layers import Attention
 
 import cls_kd
-from cls_kd.models.taps import TAP_SELECTORS, SelectorContext, Tap
+from cls_kd.models.taps import (
+    TAP_SELECTORS,
+    SelectorContext,
+    Tap,
+    TapSet,
+    register_selector,
+)
 
 cls_kd.register_all_modules()
 
@@ -23,7 +26,7 @@ def tokens(num_tokens):
 
 def select(name, value, num_prefix_tokens, **options):
     ctx = SelectorContext(nn.Identity(), num_prefix_tokens)
-    return TAP_SELECTORS[name](value, ctx, **options)
+    return TAP_SELECTORS.get(name)(value, ctx, **options)
 
 
 @pytest.mark.parametrize('prefix', [1, 2])
@@ -100,68 +103,57 @@ def test_index():
         select('index', torch.zeros(1), None)
 
 
-def reference_attention(x, weight, bias, num_heads, q_norm=None,
-                        k_norm=None):
-    """softmax(q k^T / sqrt(d)) and the value tokens, from the qkv weights."""
-    batch, num_tokens, dim = x.shape
-    head_dim = dim // num_heads
-    qkv = x @ weight.t() + bias
+@pytest.fixture
+def scaled_selector():
+    """A selector registered for one test: output times ``factor`` plus the
+    module call's keyword ``shift``."""
 
-    def heads(t):  # B, heads, N, head_dim
-        return t.reshape(batch, num_tokens, num_heads,
-                         head_dim).transpose(1, 2)
+    @register_selector('scaled_for_test')
+    def scaled(value, ctx, factor=1.0):
+        return value * factor + ctx.kwargs['shift']
 
-    q, k, v = (heads(qkv[..., i * dim:(i + 1) * dim]) for i in range(3))
-    if q_norm is not None:
-        q = F.layer_norm(q, (head_dim, ), q_norm.weight, q_norm.bias,
-                         q_norm.eps)
-        k = F.layer_norm(k, (head_dim, ), k_norm.weight, k_norm.bias,
-                         k_norm.eps)
-    probs = torch.softmax(q @ k.transpose(-2, -1) / head_dim**0.5, dim=-1)
-    return probs, v
+    yield scaled
+    TAP_SELECTORS.module_dict.pop('scaled_for_test')
 
 
-def mmpretrain_attention():
-    return MultiheadAttention(embed_dims=16, num_heads=4), {}
+class Shifted(nn.Module):
+
+    def forward(self, x, shift=0.0):
+        return x
 
 
-def timm_attention():
-    attn = Attention(16, num_heads=4, qkv_bias=True, qk_norm=True,
-                     norm_layer=nn.LayerNorm)
-    # Non-trivial q/k norms, so that forgetting them changes the result.
-    for norm in (attn.q_norm, attn.k_norm):
-        nn.init.normal_(norm.weight, 1.0, 0.5)
-        nn.init.normal_(norm.bias, 0.0, 0.5)
-    return attn, dict(q_norm=attn.q_norm, k_norm=attn.k_norm)
+def test_registered_selector_gets_options_and_call_kwargs(scaled_selector):
+    assert TAP_SELECTORS.get('scaled_for_test') is scaled_selector
+    model = nn.Sequential()
+    model.add_module('inner', Shifted())
+    taps = TapSet([
+        Tap('t', model.inner, 'student', '',
+            selector=dict(type='scaled_for_test', factor=3.0))
+    ])
+    taps.install()
+    taps.enable()
+    model.inner(torch.ones(2), shift=0.5)
+    assert torch.equal(taps.collect()['t'], torch.full((2, ), 3.5))
 
 
-@pytest.mark.parametrize('make', [mmpretrain_attention, timm_attention])
-def test_attn_probs_match_reference(make):
-    torch.manual_seed(0)
-    attn, norms = make()
-    attn.eval()
-    model = nn.Sequential(attn)
-    x = torch.randn(2, 5, 16)
-    with torch.no_grad():
-        untapped = model(x)
-        tap = Tap('attn', model, 'student', '0', selector='attn_probs')
-        store = {'__enabled__': True}
-        tap.install(store)
-        tapped = model(x)
-    probs = store['attn']
-    expected, v = reference_attention(x, attn.qkv.weight, attn.qkv.bias, 4,
-                                      **norms)
-    assert probs.shape == (2, 4, 5, 5)
-    torch.testing.assert_close(probs, expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 4, 5))
-    assert torch.equal(tapped, untapped)
-    # The probabilities are the ones the module itself applies to v.
-    mixed = (probs @ v).transpose(1, 2).reshape(2, 5, 16)
-    torch.testing.assert_close(attn.proj(mixed), untapped, rtol=1e-5,
-                               atol=1e-5)
+def test_register_selector_refuses_taken_names(scaled_selector):
+    with pytest.raises(KeyError, match='already registered'):
+        register_selector('scaled_for_test')(lambda value, ctx: value)
+    with pytest.raises(KeyError, match='already registered'):
+        register_selector('patch_tokens')(lambda value, ctx: value)
+    assert TAP_SELECTORS.get('patch_tokens').__name__ == \
+        'select_patch_tokens'
 
 
-def test_attn_probs_need_attention_module():
-    ctx = SelectorContext(nn.Linear(4, 4), 1, (torch.zeros(1, 2, 4), ))
-    with pytest.raises(ValueError, match='qkv and num_heads, got Linear'):
-        TAP_SELECTORS['attn_probs'](torch.zeros(1, 2, 4), ctx)
+def test_builtin_selectors_are_in_the_registry():
+    assert {'output', 'cls_token', 'dist_token', 'patch_tokens',
+            'patch_map', 'index', 'attn_probs'} <= set(
+                TAP_SELECTORS.module_dict)
+    assert TAP_SELECTORS.scope == 'cls_kd'
+
+
+def test_unknown_selector_option_fails_at_build():
+    with pytest.raises(TypeError, match="'index' does not take options "
+                       r"\['idx'\]"):
+        Tap('h', nn.Sequential(nn.Identity()), 'student', '0',
+            selector=dict(type='index', idx=0))

@@ -1,0 +1,289 @@
+"""Skipping optimizer steps whose loss or gradients are not finite.
+
+One ``inf`` in a teacher's logits is enough to turn every student weight into
+NaN, after which the run goes on to its end, wasting the compute and exiting
+0. The guard here decides at each optimizer step, the same way on every rank,
+whether the step is finite; if not, it drops the step, counts it, warns, and
+stops the run after too many in a row.
+"""
+import logging
+from collections import defaultdict
+from typing import Iterable, List, Optional, Tuple
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.dist import get_comm_device, get_world_size, is_distributed
+from mmengine.logging import print_log
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+from cls_kd.registry import OPTIM_WRAPPERS
+
+__all__ = [
+    'NonFiniteStepError', 'grads_are_finite', 'NonFiniteGuardMixin',
+    'NonFiniteGuardOptimWrapper', 'NonFiniteGuardAmpOptimWrapper'
+]
+
+# Key of the guard's counters in the optimizer wrapper's state dict.
+_STATE_KEY = 'nonfinite_guard'
+
+
+class NonFiniteStepError(RuntimeError):
+    """Raised when too many optimizer steps in a row were not finite."""
+
+
+def grads_are_finite(params: Iterable[torch.Tensor],
+                     device: torch.device) -> torch.Tensor:
+    """Whether the gradients of ``params`` are all finite, without a sync.
+
+    One ``torch._foreach_norm`` per device that holds gradients; parameters
+    without a gradient are ignored.
+
+    Args:
+        params (Iterable[Tensor]): Parameters whose ``.grad`` to check.
+        device (torch.device): Where to put the answer.
+
+    Returns:
+        Tensor: A 0-dim bool tensor on ``device``.
+    """
+    by_device = defaultdict(list)
+    for p in params:
+        if p.grad is not None:
+            grad = p.grad._values() if p.grad.is_sparse else p.grad
+            by_device[grad.device].append(grad)
+    finite = torch.ones((), dtype=torch.bool, device=device)
+    for grads in by_device.values():
+        # The max-norm is nan or inf exactly when an element is, and unlike
+        # the 2-norm it cannot overflow on large but finite fp16 gradients.
+        norms = torch._foreach_norm(grads, float('inf'))
+        finite &= torch.stack(norms).isfinite().all().to(device)
+    return finite
+
+
+def _min_over_ranks(flags: torch.Tensor) -> List[bool]:
+    """``flags`` reduced with MIN over all ranks, read on the host."""
+    if is_distributed() and get_world_size() > 1:
+        flags = flags.to(get_comm_device(), torch.int32)
+        torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MIN)
+    return [bool(flag) for flag in flags.tolist()]
+
+
+class NonFiniteGuardMixin:
+    """Skips, on every rank, an optimizer step that is not finite on one.
+
+    Mixed into an :class:`OptimWrapper` (before it in the bases). A step is
+    not finite when the loss of any micro-batch of its accumulation window
+    (``accumulative_counts``), or any gradient when the window ends, is
+    ``nan`` or ``inf`` on any rank. Such a step is skipped on every rank:
+    no gradient clipping, no ``optimizer.step()`` (parameters and optimizer
+    state such as Adam's moments and step count stay as they were), and the
+    gradients are cleared.
+
+    Backward runs as usual on every rank (DDP reduces gradients inside it);
+    the decision is taken in :meth:`step`, where one all-reduce (MIN) of two
+    flags (loss, gradients) makes it the same on every rank. Reading the
+    flags costs one host-device synchronisation per optimizer step, and
+    checking the gradients one ``torch._foreach_norm`` over them: cheap,
+    but not free, hence opt-in.
+
+    Each skip writes ``train/nonfinite_skips`` (total) and
+    ``train/nonfinite_consecutive`` (in a row) to the ``MessageHub``, which
+    ``LoggerHook`` prints and sends to the visualizer backends, and logs a
+    warning naming the iteration and what was not finite. The first finite
+    step after skips writes ``train/nonfinite_consecutive = 0``. After
+    ``max_consecutive_skips`` skipped steps in a row, :meth:`step` raises
+    :class:`NonFiniteStepError`, so the run exits non-zero; the parameters
+    are then those of the last finite step. Both counters are saved in
+    :meth:`state_dict` and restored on resume; a checkpoint without them
+    loads with the counters at zero.
+
+    Args:
+        skip_nonfinite (bool): Turn the guard on. Off, the wrapper behaves
+            exactly as the wrapper it is mixed into. Defaults to True.
+        max_consecutive_skips (int): How many skipped optimizer steps in a
+            row stop training. Defaults to 10.
+        *args, **kwargs: Arguments of the optimizer wrapper.
+    """
+
+    def __init__(self,
+                 *args,
+                 skip_nonfinite: bool = True,
+                 max_consecutive_skips: int = 10,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        if (not isinstance(max_consecutive_skips, int)
+                or isinstance(max_consecutive_skips, bool)
+                or max_consecutive_skips < 1):
+            raise ValueError('max_consecutive_skips must be an int >= 1, '
+                             f'got {max_consecutive_skips!r}.')
+        self.skip_nonfinite = skip_nonfinite
+        self.max_consecutive_skips = max_consecutive_skips
+        self.nonfinite_skips = 0
+        self.consecutive_skips = 0
+        # Whether every loss since the last step was finite (a tensor, so
+        # that recording it does not synchronise); None: no loss seen.
+        self._loss_finite: Optional[torch.Tensor] = None
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        if self.skip_nonfinite:
+            finite = torch.isfinite(loss.detach()).all()
+            if self._loss_finite is not None:
+                finite = finite & self._loss_finite.to(finite.device)
+            self._loss_finite = finite
+        super().backward(loss, **kwargs)
+
+    def step(self, **kwargs) -> None:
+        """Step if loss and gradients are finite on every rank, else skip.
+
+        Args:
+            **kwargs: Arguments of ``optimizer.step``.
+        """
+        if not self.skip_nonfinite:
+            super().step(**kwargs)
+            return
+        self._unscale_grads()
+        loss_ok, grads_ok = self._finite_on_all_ranks()
+        self._loss_finite = None
+        if loss_ok and grads_ok:
+            self._apply_step(**kwargs)
+            if self.consecutive_skips:
+                self.consecutive_skips = 0
+                self.message_hub.update_scalar('train/nonfinite_consecutive',
+                                               0)
+            return
+        self._abandon_step()
+        self.optimizer.zero_grad()
+        self._record_skip(loss_ok, grads_ok)
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.skip_nonfinite:
+            state[_STATE_KEY] = dict(
+                skips=self.nonfinite_skips,
+                consecutive=self.consecutive_skips)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        guard = state_dict.pop(_STATE_KEY, None)
+        if guard is not None:
+            self.nonfinite_skips = guard['skips']
+            self.consecutive_skips = guard['consecutive']
+        super().load_state_dict(state_dict)
+
+    def _unscale_grads(self) -> None:
+        """Bring the gradients to their true scale before they are checked
+        (a loss-scaling wrapper divides by its scale here)."""
+
+    def _apply_step(self, **kwargs) -> None:
+        """Clip the (finite) gradients and step."""
+        super().step(**kwargs)
+
+    def _abandon_step(self) -> None:
+        """Close a skipped step (a loss scaler updates its scale here)."""
+
+    def _finite_on_all_ranks(self) -> Tuple[bool, bool]:
+        """(loss finite, gradients finite), each on every rank."""
+        params = [p for group in self.optimizer.param_groups
+                  for p in group['params']]
+        device = (get_comm_device() if is_distributed() else
+                  params[0].device if params else torch.device('cpu'))
+        loss_ok = (torch.ones((), dtype=torch.bool, device=device)
+                   if self._loss_finite is None else
+                   self._loss_finite.to(device))
+        flags = torch.stack([loss_ok, grads_are_finite(params, device)])
+        loss_ok, grads_ok = _min_over_ranks(flags)
+        return loss_ok, grads_ok
+
+    def _record_skip(self, loss_ok: bool, grads_ok: bool) -> None:
+        self.nonfinite_skips += 1
+        self.consecutive_skips += 1
+        self.message_hub.update_scalar('train/nonfinite_skips',
+                                       self.nonfinite_skips)
+        self.message_hub.update_scalar('train/nonfinite_consecutive',
+                                       self.consecutive_skips)
+        what = ' and '.join(name for name, ok in (('loss', loss_ok),
+                                                  ('gradients', grads_ok))
+                            if not ok)
+        if self.consecutive_skips >= self.max_consecutive_skips:
+            raise NonFiniteStepError(
+                f'{self.consecutive_skips} optimizer steps in a row had a '
+                f'non-finite {what} (nan or inf), the last at iter '
+                f'{self._inner_count}; training stopped with the parameters '
+                'of the last finite step. Check the learning rate and its '
+                'warm-up, the mixed precision settings (loss scale, fp16 vs '
+                'bf16), and the teacher outputs (inf in the logits of a '
+                'low-precision teacher), or raise max_consecutive_skips '
+                f'(now {self.max_consecutive_skips}).')
+        print_log(
+            f'Skipped the optimizer step at iter {self._inner_count}: '
+            f'non-finite {what} on at least one rank ('
+            f'{self.consecutive_skips} in a row, {self.nonfinite_skips} in '
+            'total). Parameters and optimizer state are unchanged.',
+            logger='current',
+            level=logging.WARNING)
+
+
+@OPTIM_WRAPPERS.register_module()
+class NonFiniteGuardOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
+    """``OptimWrapper`` that skips non-finite steps on every rank.
+
+    See :class:`NonFiniteGuardMixin` for what is skipped, logged and saved.
+
+    Args:
+        optimizer (Optimizer): The optimizer.
+        max_consecutive_skips (int): How many skipped optimizer steps in a
+            row stop training with :class:`NonFiniteStepError`.
+            Defaults to 10.
+        accumulative_counts (int): As in ``OptimWrapper``; a non-finite
+            micro-batch skips the whole window. Defaults to 1.
+        clip_grad (dict, optional): As in ``OptimWrapper``; applied to
+            finite gradients only. Defaults to None.
+
+    Examples:
+        >>> optim_wrapper = dict(
+        ...     type='NonFiniteGuardOptimWrapper',
+        ...     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        ...     clip_grad=dict(max_norm=5.0),
+        ...     max_consecutive_skips=5)
+    """
+
+
+@OPTIM_WRAPPERS.register_module()
+class NonFiniteGuardAmpOptimWrapper(NonFiniteGuardMixin, AmpOptimWrapper):
+    """mmengine's ``AmpOptimWrapper`` (CUDA) that skips non-finite steps on
+    every rank.
+
+    The gradients are unscaled first, so the guard sees them at their true
+    scale. The guard decides, and the ``GradScaler`` follows: a step that is
+    finite on every rank goes through ``scaler.step``; a skipped one only
+    closes the scaler's iteration with ``scaler.update()``, which backs the
+    scale off when this rank's gradients overflowed and otherwise leaves it.
+
+    Every skipped step is counted, including the fp16 overflows a dynamic
+    loss scale produces by design (a few at the start, then about one each
+    time the scale tries to grow, every ``growth_interval`` steps). They
+    never come many in a row: each one halves the scale. A run of
+    ``max_consecutive_skips`` means the scale has been divided by
+    ``2 ** max_consecutive_skips`` without helping, so something else is
+    wrong. With a high ``init_scale`` give ``max_consecutive_skips`` some
+    room (e.g. 20); with ``dtype='bfloat16'`` no overflow is expected.
+
+    Args:
+        max_consecutive_skips (int): How many skipped optimizer steps in a
+            row stop training with :class:`NonFiniteStepError`.
+            Defaults to 10.
+        **kwargs: Arguments of ``AmpOptimWrapper`` (``loss_scale``,
+            ``dtype``, ``use_fsdp``) and ``OptimWrapper``.
+    """
+
+    def _unscale_grads(self) -> None:
+        self.loss_scaler.unscale_(self.optimizer)
+
+    def _apply_step(self, **kwargs) -> None:
+        if self.clip_grad_kwargs:
+            self._clip_grad()
+        self.loss_scaler.step(self.optimizer, **kwargs)
+        self.loss_scaler.update(self._scale_update_param)
+
+    def _abandon_step(self) -> None:
+        self.loss_scaler.update(self._scale_update_param)

@@ -1,0 +1,72 @@
+"""The taps of a distiller, grouped by the model they capture from."""
+from typing import Dict
+
+import torch.nn as nn
+
+from ..taps import Tap, TapSet
+from .errors import DistillerConfigError
+
+__all__ = ['Captures']
+
+
+class Captures:
+    """Builds the taps of a distiller's config and keeps them per model.
+
+    Args:
+        taps (dict): ``name -> dict(model='student'|<teacher>, path=...,
+            selector=..., capture=...)`` (see ``cls_kd.models.taps.Tap``).
+        models (dict): ``'student'`` and each teacher, by name.
+        reserved (set[str]): Names a tap may not take (built-in sources).
+    """
+
+    def __init__(self, taps: Dict[str, dict], models: Dict[str, nn.Module],
+                 reserved: set):
+        per_model = {name: [] for name in models}
+        for name, spec in taps.items():
+            spec = dict(spec)
+            owner = spec.pop('model', 'student')
+            if name in reserved:
+                raise DistillerConfigError(
+                    f'Tap name {name!r} is reserved for a built-in source.')
+            if owner not in models:
+                teachers = sorted(set(models) - {'student'})
+                raise DistillerConfigError(
+                    f'Tap {name!r}: model {owner!r} is neither "student" nor '
+                    f'a teacher ({teachers}).')
+            if 'path' not in spec:
+                raise DistillerConfigError(f'Tap {name!r} needs a path.')
+            try:
+                per_model[owner].append(
+                    Tap(name, models[owner], owner, **spec))
+            except (KeyError, TypeError, ValueError) as e:
+                raise DistillerConfigError(
+                    e.args[0] if e.args else str(e)) from None
+        self.student = TapSet(per_model.pop('student'))
+        self.teachers = {n: TapSet(t) for n, t in per_model.items()}
+        self.owner = {
+            tap.name: tap.owner
+            for taps_ in [self.student, *self.teachers.values()]
+            for tap in taps_
+        }
+
+    def install(self) -> None:
+        for taps in [self.student, *self.teachers.values()]:
+            taps.install()
+
+    def remove(self) -> None:
+        for taps in [self.student, *self.teachers.values()]:
+            taps.remove()
+
+    def teachers_read(self, sources: set, first_teacher) -> Dict[str, bool]:
+        """``teacher -> whether its output (logits) is read`` for every
+        teacher that ``sources`` need (its taps or its output)."""
+        read = {}
+        for name in sources:
+            owner = self.owner.get(name)
+            if owner is not None and owner != 'student':
+                read.setdefault(owner, False)
+            elif name == 'logits_t' and first_teacher is not None:
+                read[first_teacher] = True
+            elif name.startswith('logits_') and name[7:] in self.teachers:
+                read[name[7:]] = True
+        return read
