@@ -2,13 +2,14 @@
 # virtual environment (VENV) on first use, then runs.
 #   make demo   the digits demo: teacher, student, student + KD, 3 seeds
 #   make vitkd-digits  ViTKD / NKD / both vs. baseline on digits, 3 seeds
+#   make attndistill-digits  label-free AttnDistill on digits (k-NN), 3 seeds
 #   make test   linter + test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cls_kd-installed
 
-.PHONY: env demo vitkd-digits test lint clean
+.PHONY: env demo vitkd-digits attndistill-digits test lint clean
 
 env: $(STAMP)
 
@@ -29,6 +30,9 @@ demo: env
 
 vitkd-digits: env
 	$(PY) tools/run_digits_demo.py --experiment vitkd
+
+attndistill-digits: env
+	$(PY) tools/run_digits_demo.py --experiment attndistill
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -34,8 +34,17 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
     packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
+    # configs/ and model-index.yml, linked as cls_kd/.mim/, go into wheels:
+    # where mmengine finds `cls_kd::` configs (as for mmpretrain::).
+    package_data={
+        'cls_kd': ['.mim/model-index.yml', '.mim/configs/**/*']
+    },
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={
+        'tests': read_requirements('tests.txt'),
+        # tools/train.py --tensorboard
+        'tensorboard': ['tensorboard'],
+    },
     zip_safe=False,
 )

@@ -6,11 +6,16 @@ if importlib.util.find_spec('mmcv') is None:
         'cls_kd needs mmcv: `pip install "mmcv-lite>=2.0,<2.4"` (or keep the '
         'full mmcv you already have).')
 
-from .utils import patch_mmengine_torch_load  # noqa: E402
+from .utils import (  # noqa: E402
+    patch_mmengine_package_configs,
+    patch_mmengine_torch_load,
+)
 from .version import __version__  # noqa: E402
 
 # mmengine 0.10.7 cannot load its own checkpoints on torch >= 2.6 otherwise.
 patch_mmengine_torch_load()
+# Nor take `cls_kd::` config paths (from an editable install either).
+patch_mmengine_package_configs()
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
@@ -19,6 +24,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     from mmpretrain.utils import register_all_modules as register_mmpretrain
     register_mmpretrain(init_default_scope=False)
     import cls_kd.engine  # noqa: F401
+    import cls_kd.evaluation  # noqa: F401
     import cls_kd.models  # noqa: F401
     if init_default_scope:
         from mmengine.registry import init_default_scope as _init

@@ -24,16 +24,25 @@ _LOCATIONS = {
     'HOOKS': ['cls_kd.engine'],
     'OPTIM_WRAPPERS': ['cls_kd.engine'],
     'OPTIM_WRAPPER_CONSTRUCTORS': ['cls_kd.engine'],
+    'METRICS': ['cls_kd.evaluation'],
+    'LOOPS': ['cls_kd.evaluation'],
 }
 
 
 def _child(name: str) -> Registry:
+    """The cls_kd child of one of mmpretrain's registries.
+
+    It also imports the parent's locations: mmengine looks a name up in the
+    parents' tables without importing their modules, so with ``default_scope
+    = 'cls_kd'`` and nothing else imported (mmpretrain's own tools) e.g.
+    ``UniversalVisualizer`` was not found.
+    """
     parent = getattr(mmpretrain_registry, name)
     return Registry(
         parent.name,
         parent=parent,
         scope='cls_kd',
-        locations=_LOCATIONS.get(name, []))
+        locations=[*_LOCATIONS.get(name, []), *parent._locations])
 
 
 RUNNERS = _child('RUNNERS')

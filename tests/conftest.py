@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from cls_kd.engine.hooks import add_schedule_hook
+from cls_kd.utils import resolve_teacher_paths
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -40,6 +41,13 @@ def small_digits_cfg(digits_root):
                 cfg[loader].dataset.data_root = digits_root
                 cfg[loader].num_workers = 0
                 cfg[loader].persistent_workers = False
+        for loop in ('val_cfg', 'test_cfg'):  # k-NN feature banks
+            bank = (cfg.get(loop) or {}).get('bank_dataloader')
+            if bank:
+                bank.dataset.data_root = digits_root
+                bank.dataset.indices = 64
+                bank.num_workers = 0
+                bank.persistent_workers = False
         cfg.train_dataloader.dataset.indices = train_images
         cfg.train_dataloader.batch_size = batch_size
         cfg.train_cfg.max_epochs = epochs
@@ -47,7 +55,7 @@ def small_digits_cfg(digits_root):
         cfg.default_hooks.logger.interval = 1
         cfg.work_dir = str(work_dir)
         add_schedule_hook(cfg)  # as tools/train.py does
-        return cfg
+        return resolve_teacher_paths(cfg)  # as the tools do
 
     return apply
 

@@ -2,6 +2,7 @@
 # Distributed evaluation on one machine with torchrun.
 #   bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
 set -euo pipefail
+source "$(dirname "$0")/find_python.sh"
 if [ $# -lt 3 ]; then
     echo "usage: bash $0 CONFIG CHECKPOINT GPUS [test.py options]" >&2
     exit 2
@@ -15,7 +16,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
-python -m torch.distributed.run \
+"$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

@@ -4,6 +4,7 @@
 # Uses NCCL on GPU machines and gloo on CPU-only ones (see tools/train.py).
 # NNODES, NODE_RANK, MASTER_ADDR and PORT allow multi-node runs.
 set -euo pipefail
+source "$(dirname "$0")/find_python.sh"
 if [ $# -lt 2 ]; then
     echo "usage: bash $0 CONFIG GPUS [train.py options]" >&2
     exit 2
@@ -16,7 +17,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 
 PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
-python -m torch.distributed.run \
+"$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \
     --master_addr="$MASTER_ADDR" \

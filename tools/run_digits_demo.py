@@ -1,13 +1,17 @@
 """Digits experiments: a teacher, students with and without it, several seeds.
 
-    python tools/run_digits_demo.py [--experiment kd|vitkd] [--seeds 0 1 2]
+    python tools/run_digits_demo.py [--experiment kd|vitkd|attndistill]
+                                    [--seeds 0 1 2]
                                     [--work-dir DIR]
 
 ``kd`` (the demo, ``make demo``): for every seed a ResNet teacher, the ViT
 student alone and with logit KD. ``vitkd`` (``make vitkd-digits``): a DeiT III
 teacher trained once, then the student alone, + ViTKD, + NKD, + ViTKD + NKD
-for every seed. Runs use ``tools/train.py``; distilled students are exported
-with ``tools/model_converters/extract_student.py``; everything is evaluated
+for every seed. ``attndistill`` (``make attndistill-digits``): a ViT 4x64
+teacher, then label-free students (random init, + L_c, + L_c + L_a),
+evaluated by k-NN on their class token. Runs use ``tools/train.py``;
+distilled students are exported with
+``tools/model_converters/extract_student.py``; everything is evaluated
 with ``tools/test.py`` on the val split. Prints mean ± std top-1 and writes
 ``results.json`` / ``results.md`` to the work dir, where the logs and
 checkpoints of every run stay.
@@ -16,6 +20,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import statistics
 import subprocess
 import sys
@@ -23,7 +28,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import List
+from functools import partial
+from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -34,6 +40,14 @@ class Run:
     label: str
     config: str
     distilled: bool = False  # needs the teacher; exported for testing
+    # Label-free runs are tested as they are (their config evaluates the
+    # student by k-NN), not exported.
+    export: bool = True
+    test_config: Optional[str] = None  # default: own / the student config
+    metric: str = 'accuracy/top1'
+    knn: bool = False  # its config has k-NN feature banks to point at data
+    epochs: Optional[int] = None  # fixed, whatever --epochs says
+    options: Tuple[str, ...] = ()
 
 
 @dataclass
@@ -46,6 +60,9 @@ class Experiment:
     teacher_per_seed: bool
     work_dir: str
 
+
+_ATTN_CFG = ('configs/attndistill/'
+             'attndistill_vit-4x64-p8_vit-4x32-p8_1xb64_digits.py')
 
 EXPERIMENTS = {
     # `make demo`: logit KD from a CNN teacher into a tiny ViT.
@@ -85,6 +102,33 @@ EXPERIMENTS = {
         ],
         teacher_per_seed=False,
         work_dir='work_dirs/vitkd_digits'),
+    # `make attndistill-digits`: label-free AttnDistill from a ViT 4x64
+    # teacher, k-NN top-1 of the students' class token
+    # (configs/attndistill/README.md).
+    'attndistill':
+    Experiment(
+        teacher=Run('teacher',
+                    'Teacher: ViT 4x64, supervised, 40 epochs (seed 0)',
+                    'configs/digits/vit-t4-p8_1xb64_digits.py',
+                    test_config='configs/attndistill/knn_vit-4x64-p8_digits.py',
+                    metric='knn/top1', knn=True),
+        student_config='configs/digits/vit-4x32-p8_1xb64_digits.py',
+        students=[
+            # lr 0: the checkpoint holds the seed's initial weights (the
+            # teacher is not needed: random weights, never read).
+            Run('random', 'Student: ViT 4x32, random init', _ATTN_CFG,
+                export=False, metric='knn/top1', knn=True, epochs=3,
+                options=('optim_wrapper.optimizer.lr=0.0',
+                         'model.teacher.random_init=True')),
+            Run('align', 'Student: + L_c (projector alignment)',
+                'configs/attndistill/'
+                'attndistill-align_vit-4x64-p8_vit-4x32-p8_1xb64_digits.py',
+                True, export=False, metric='knn/top1', knn=True),
+            Run('attndistill', 'Student: + L_c + L_a (AttnDistill)',
+                _ATTN_CFG, True, export=False, metric='knn/top1', knn=True),
+        ],
+        teacher_per_seed=False,
+        work_dir='work_dirs/attndistill_digits'),
 }
 
 
@@ -125,6 +169,110 @@ class Progress:
                   flush=True)
 
 
+class LogProgress:
+    """Per-epoch progress of the training runs in flight, read from their
+    log files (mmengine's ``Epoch(train) [e][i/n] ... loss: x`` lines, and
+    ``max_epochs=`` of the config it prints first).
+
+    A run gets a line when it reaches a new epoch, at most one every
+    ``min_interval`` seconds (its last epoch always), e.g.
+    ``[teacher seed 0] epoch 3/15, loss 0.5210 (41 s)``.
+
+    Args:
+        min_interval (float): Seconds between two lines of one run.
+        clock (Callable): The time source (seconds).
+        out (Callable): Prints one line.
+    """
+    EPOCH = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*\d+/\d+\]')
+    LOSS = re.compile(r'\sloss: (\S+)')
+    MAX_EPOCHS = re.compile(r'\bmax_epochs=(\d+)')
+
+    def __init__(self, min_interval: float = 20.0,
+                 clock: Callable[[], float] = time.time,
+                 out: Callable[[str], None] = partial(print, flush=True)):
+        self.min_interval, self.clock, self.out = min_interval, clock, out
+        self.runs: Dict[str, dict] = {}
+        self.lock = threading.Lock()
+        self._stop = None
+
+    def watch(self, label: str, log_file: str):
+        with self.lock:
+            self.runs[label] = dict(
+                path=log_file, offset=0, rest='', epoch=0, total=None,
+                loss=None, shown=0, last=None, start=self.clock())
+
+    def unwatch(self, label: str) -> List[str]:
+        """Stop watching a run, after printing its last epoch if due."""
+        with self.lock:
+            lines = self._report(label, last=True)
+            self.runs.pop(label, None)
+        for line in lines:
+            self.out(line)
+        return lines
+
+    def poll(self) -> List[str]:
+        """Read what the logs gained since the last poll; print and
+        return the progress lines due."""
+        with self.lock:
+            lines = [ln for label in self.runs for ln in self._report(label)]
+        for line in lines:
+            self.out(line)
+        return lines
+
+    def _report(self, label: str, last: bool = False) -> List[str]:
+        run_ = self.runs.get(label)
+        if run_ is None:
+            return []
+        self._read(run_)
+        now = self.clock()
+        due = last or run_['last'] is None or run_['epoch'] == run_[
+            'total'] or now - run_['last'] >= self.min_interval
+        if run_['epoch'] <= run_['shown'] or not due:
+            return []
+        run_['shown'], run_['last'] = run_['epoch'], now
+        total = f"/{run_['total']}" if run_['total'] else ''
+        loss = f", loss {run_['loss']}" if run_['loss'] else ''
+        return [f"[{label}] epoch {run_['epoch']}{total}{loss} "
+                f"({now - run_['start']:.0f} s)"]
+
+    @classmethod
+    def _read(cls, run_: dict):
+        try:
+            with open(run_['path'], errors='replace') as f:
+                f.seek(run_['offset'])
+                text = f.read()
+                run_['offset'] = f.tell()
+        except FileNotFoundError:
+            return
+        *complete, run_['rest'] = (run_['rest'] + text).split('\n')
+        for line in complete:
+            match = cls.EPOCH.search(line)
+            if match:
+                run_['epoch'] = int(match.group(1))
+                loss = cls.LOSS.search(line)
+                run_['loss'] = loss.group(1) if loss else None
+            elif run_['total'] is None:
+                match = cls.MAX_EPOCHS.search(line)
+                if match:
+                    run_['total'] = int(match.group(1))
+
+    def start(self, period: float = 2.0):
+        """Poll every ``period`` seconds in a daemon thread until
+        :meth:`stop`."""
+        stop = self._stop = threading.Event()
+
+        def loop():
+            while not stop.wait(period):
+                self.poll()
+        threading.Thread(target=loop, daemon=True).start()
+
+    def stop(self):
+        if self._stop is not None:
+            self._stop.set()
+
+
+# Progress of the runs in flight; main starts its polling thread.
+_LOGS = LogProgress()
 # Threads per tool process; set by main from --jobs.
 _THREADS = {'n': None}
 
@@ -150,23 +298,32 @@ def last_checkpoint(work_dir: str) -> str:
         return f.read().strip()
 
 
-def train(config, work_dir, seed, epochs, extra=()):
+def train(config, work_dir, seed, epochs, extra=(), label=None):
     options = [f'randomness.seed={seed}', *extra]
     if epochs is not None:
         options += [f'train_cfg.max_epochs={epochs}']
     # Evaluation is done once at the end by tools/test.py.
     options += ['train_cfg.val_interval=1000']
-    run(['tools/train.py', config, '--work-dir', work_dir,
-         '--cfg-options', *options], osp.join(work_dir, 'train.log'))
+    log_file = osp.join(work_dir, 'train.log')
+    if osp.exists(log_file):  # an earlier run's: not this run's progress
+        os.remove(log_file)
+    _LOGS.watch(label or work_dir, log_file)
+    try:
+        run(['tools/train.py', config, '--work-dir', work_dir,
+             '--cfg-options', *options], log_file)
+    finally:
+        _LOGS.unwatch(label or work_dir)
     return last_checkpoint(work_dir)
 
 
-def test(config, checkpoint, work_dir) -> float:
+def test(config, checkpoint, work_dir, options=(),
+         metric='accuracy/top1') -> float:
     out = osp.join(work_dir, 'metrics.json')
+    extra = ['--cfg-options', *options] if options else []
     run(['tools/test.py', config, checkpoint, '--work-dir', work_dir,
-         '--out', out], osp.join(work_dir, 'test.log'))
+         '--out', out, *extra], osp.join(work_dir, 'test.log'))
     with open(out) as f:
-        return json.load(f)['accuracy/top1']
+        return json.load(f)[metric]
 
 
 def summarise(rows, results: dict, seeds) -> str:
@@ -214,17 +371,32 @@ def main(argv=None):
             teacher_seed = seed if exp.teacher_per_seed else args.seeds[0]
             options.append(
                 f'model.teacher.checkpoint={teacher_ckpts[teacher_seed]}')
-        ckpt = train(run_.config, s_dir, seed, args.epochs, options)
+        test_options = [*options, *run_.options]
+        if run_.knn:
+            test_options += [
+                f'test_cfg.bank_dataloader.dataset.data_root={args.data_root}'
+            ]
+            if not is_teacher:
+                options += [f'val_cfg.bank_dataloader.dataset.data_root='
+                            f'{args.data_root}']
+        epochs = run_.epochs if run_.epochs is not None else args.epochs
+        ckpt = train(run_.config, s_dir, seed, epochs,
+                     [*options, *run_.options],
+                     label=f'{run_.key} seed {seed}')
         progress.step(f'seed {seed}: {run_.key} trained')
         if is_teacher:
             teacher_ckpts[seed] = ckpt
-        if run_.distilled:
+        if run_.distilled and run_.export:
             exported = osp.join(s_dir, 'student.pth')
             run(['tools/model_converters/extract_student.py', ckpt,
                  exported], osp.join(s_dir, 'export.log'))
             ckpt = exported
-        config = run_.config if is_teacher else exp.student_config
-        acc = test(config, ckpt, osp.join(s_dir, 'test'))
+        config = run_.test_config or (
+            run_.config if is_teacher or not run_.export else
+            exp.student_config)
+        acc = test(config, ckpt, osp.join(s_dir, 'test'),
+                   test_options if run_.test_config or not run_.export
+                   else (), run_.metric)
         progress.step(f'seed {seed}: {run_.key} top-1 {acc:.2f}')
         return acc
 
@@ -236,14 +408,18 @@ def main(argv=None):
     then = [(s, seed) for seed in args.seeds for s in exp.students
             if s.distilled]
     accs = {}
-    with ThreadPoolExecutor(jobs) as pool:
-        for batch in (first, then):
-            futures = {
-                pool.submit(train_and_test, r, seed): (r.key, seed)
-                for r, seed in batch
-            }
-            for future, key in futures.items():
-                accs[key] = future.result()
+    _LOGS.start()
+    try:
+        with ThreadPoolExecutor(jobs) as pool:
+            for batch in (first, then):
+                futures = {
+                    pool.submit(train_and_test, r, seed): (r.key, seed)
+                    for r, seed in batch
+                }
+                for future, key in futures.items():
+                    accs[key] = future.result()
+    finally:
+        _LOGS.stop()
     results = {
         r.key: [accs[(r.key, seed)] for seed in args.seeds
                 if (r.key, seed) in accs]

@@ -3,6 +3,7 @@
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [train.py options]
 set -euo pipefail
+source "$(dirname "$0")/find_python.sh"
 if [ $# -lt 3 ]; then
     echo "usage: bash $0 PARTITION JOB_NAME CONFIG [train.py options]" >&2
     exit 2
@@ -24,4 +25,4 @@ srun -p "$PARTITION" \
     --cpus-per-task="$CPUS_PER_TASK" \
     --kill-on-bad-exit=1 \
     $SRUN_ARGS \
-    python -u "$(dirname "$0")/train.py" "$CONFIG" --launcher slurm "${@:4}"
+    "$PYTHON" -u "$(dirname "$0")/train.py" "$CONFIG" --launcher slurm "${@:4}"

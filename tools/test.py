@@ -1,20 +1,43 @@
 """Evaluate a checkpoint: a distiller config + its checkpoint (the student
 is evaluated), or a plain student config + an exported student checkpoint.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.json]
-        [--cfg-options key=value ...] [--launcher pytorch|slurm|mpi]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
+        [--out-item pred|metrics] [--amp [--amp-force]] [--tta]
+        [--show-dir DIR] [--show] [--interval N] [--wait-time S]
+        [--no-pin-memory] [--cfg-options key=value ...]
+        [--launcher pytorch|slurm|mpi]
+
+The options are mmpretrain 1.2's ``tools/test.py``'s: ``--out x.pkl``
+dumps the predictions (``DataSample`` dicts: ``pred_score``,
+``pred_label``, ``gt_label``, and ``teacher_score`` for a distiller that
+scores its teacher), which mmpretrain's ``analysis_tools`` read (e.g.
+``confusion_matrix.py CONFIG x.pkl``); ``--out x.json --out-item metrics``
+writes the metrics. One difference: without ``--out-item``, a file that is
+not a pickle gets the metrics (``--out metrics.json`` did so before, and
+mmpretrain refuses such a file), a ``.pkl``/``.pickle`` the predictions.
+``--amp`` is mmengine's test autocast (float16 on CUDA, bfloat16 on the
+CPU), refused on CPUs without native bfloat16 unless ``--amp-force`` (see
+``cls_kd.utils.amp``).
 """
 import argparse
-import json
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+import mmengine
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.evaluator import DumpResults
 from mmengine.runner import Runner
 
 import cls_kd
 from cls_kd.registry import RUNNERS
-from cls_kd.utils import apply_launch_args
+from cls_kd.utils import (
+    AmpUnavailableError,
+    apply_launch_args,
+    choose_amp,
+    resolve_teacher_paths,
+)
+from cls_kd.utils.run_checks import check_data_roots
 
 
 def parse_args(argv=None):
@@ -23,7 +46,51 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where logs go')
     parser.add_argument(
-        '--out', help='write the metrics to this JSON file')
+        '--out',
+        help='write the predictions (.pkl/.pickle) or the metrics (any '
+        'other extension, or --out-item metrics) to this file')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        help='what --out holds (default: pred for .pkl/.pickle, metrics '
+        'otherwise)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed-precision test (mmengine autocast: float16 on CUDA, '
+        'bfloat16 on CPU); refused on CPUs without native bfloat16')
+    parser.add_argument(
+        '--amp-force',
+        action='store_true',
+        help='--amp, with emulated bfloat16 on CPUs without native bfloat16')
+    parser.add_argument(
+        '--show-dir',
+        help='save images painted with the predictions here (relative to '
+        '<work_dir>/<timestamp>)')
+    parser.add_argument(
+        '--show',
+        action='store_true',
+        help='show the painted images in a window')
+    parser.add_argument(
+        '--interval',
+        type=int,
+        default=1,
+        help='paint every N-th sample (default: 1)')
+    parser.add_argument(
+        '--wait-time',
+        type=float,
+        default=2,
+        help='seconds each window is shown (default: 2)')
+    parser.add_argument(
+        '--no-pin-memory',
+        action='store_true',
+        help='do not pin the test dataloader\'s memory')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation: the config\'s tta_model and '
+        'tta_pipeline, else the average of the scores of the image and its '
+        'horizontal flip')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -36,8 +103,83 @@ def parse_args(argv=None):
         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
+    if args.out_item is not None and args.out is None:
+        parser.error('--out-item needs --out (the file to write).')
+    if args.out is not None and args.out_item is None:
+        args.out_item = 'pred' if args.out.endswith(
+            ('.pkl', '.pickle')) else 'metrics'
+    if args.out_item == 'pred' and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out-item pred writes a pickle: name it .pkl, not '
+                     f'{args.out!r}.')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def set_amp(cfg: Config, force: bool) -> None:
+    """``--amp``: mmengine's test autocast, refused where it would only be
+    slower (see :func:`cls_kd.utils.choose_amp`)."""
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        choose_amp(device, force=force)
+    except AmpUnavailableError as e:
+        raise SystemExit(f'test.py: error: {e}') from None
+    dtype = 'float16' if device.type == 'cuda' else 'bfloat16'
+    print(f'--amp: {dtype} autocast in the test loop (mmengine\'s '
+          f'test_cfg.fp16 on {device.type}).', flush=True)
+    cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+
+
+def set_visualization(cfg: Config, args) -> None:
+    """``--show``/``--show-dir``: switch on the VisualizationHook."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise SystemExit(
+            'test.py: error: --show/--show-dir need a VisualizationHook: '
+            "add default_hooks = dict(visualization=dict("
+            "type='VisualizationHook')) to the config.")
+    hook.update(enable=True, show=args.show, wait_time=args.wait_time,
+                out_dir=args.show_dir, interval=args.interval)
+
+
+def set_tta(cfg: Config) -> None:
+    """``--tta``: wrap the model into the config's ``tta_model`` (default:
+    mmpretrain's ``AverageClsScoreTTA``) and test on ``tta_pipeline``
+    (default: the test pipeline, with and without a horizontal flip)."""
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+    if 'tta_pipeline' not in cfg:
+        pipeline = list(cfg.test_dataloader.dataset.pipeline)
+        flips = [dict(type='RandomFlip', prob=1.),
+                 dict(type='RandomFlip', prob=0.)]
+        cfg.tta_pipeline = pipeline[:-1] + [
+            dict(type='TestTimeAug', transforms=[flips, [pipeline[-1]]])
+        ]
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def merge_test_args(cfg: Config, args) -> Config:
+    """Apply the mmpretrain test options to the config."""
+    if args.amp or args.amp_force:
+        set_amp(cfg, args.amp_force)
+    if args.show or args.show_dir is not None:
+        set_visualization(cfg, args)
+    if args.tta:
+        set_tta(cfg)
+    loader = cfg.get('test_dataloader')
+    if loader is not None:
+        if args.no_pin_memory:
+            loader.pin_memory = False
+        else:
+            loader.setdefault('pin_memory', torch.cuda.is_available())
+    return cfg
+
+
+def _plain(value):
+    """A metric value as JSON/YAML can hold it."""
+    if torch.is_tensor(value) or hasattr(value, 'tolist'):
+        return value.tolist()
+    return value
 
 
 def main(argv=None):
@@ -47,14 +189,22 @@ def main(argv=None):
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     apply_launch_args(cfg, args.config, args.work_dir, args.launcher)
+    resolve_teacher_paths(cfg)
     cfg.load_from = args.checkpoint
+    merge_test_args(cfg, args)
+    check_data_roots(cfg, ('test_dataloader', ))
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
-    metrics = runner.test()
-    if args.out and runner.rank == 0:
+    if args.out_item == 'pred':
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if args.out_item == 'metrics' and runner.rank == 0:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        options = dict(indent=2) if args.out.endswith('.json') else {}
+        mmengine.dump({k: _plain(v) for k, v in metrics.items()}, args.out,
+                      **options)
     return metrics
 
 

@@ -1,9 +1,18 @@
 """Train a model (a cls_kd distiller or any mmpretrain model) from a config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--cfg-options key=value ...] [--launcher pytorch|slurm|mpi]
+        [--amp-force] [--tensorboard] [--cfg-options key=value ...]
+        [--launcher pytorch|slurm|mpi]
+
+``--amp`` is bfloat16 autocast where the device computes in bfloat16
+natively, float16 with dynamic loss scaling on GPUs without bfloat16, and
+refused on CPUs without native bfloat16 (emulated: much slower than
+float32) unless ``--amp-force``; the choice is printed (see
+``cls_kd.utils.amp``). ``--tensorboard`` adds TensorBoard logging to the
+config's visualizer (``pip install 'cls_kd[tensorboard]'``).
 """
 import argparse
+import importlib.util
 import os
 
 import torch
@@ -13,7 +22,18 @@ from mmengine.runner import Runner
 import cls_kd
 from cls_kd.engine.hooks import add_schedule_hook
 from cls_kd.registry import RUNNERS
-from cls_kd.utils import apply_launch_args
+from cls_kd.utils import (
+    AmpUnavailableError,
+    apply_amp,
+    apply_launch_args,
+    choose_amp,
+    resolve_teacher_paths,
+)
+from cls_kd.utils.resume import resolve_resume
+from cls_kd.utils.run_checks import (
+    check_data_roots,
+    fit_schedulers_to_max_epochs,
+)
 
 
 def parse_args(argv=None):
@@ -30,7 +50,19 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='automatic mixed precision (float16 on GPU, bfloat16 on CPU)')
+        help='automatic mixed precision: bfloat16 where the device has it '
+        'natively, float16 with loss scaling on GPUs without; refused on '
+        'CPUs without native bfloat16 (see --amp-force)')
+    parser.add_argument(
+        '--amp-force',
+        action='store_true',
+        help='--amp, and on a CPU without native bfloat16 use emulated '
+        'bfloat16 anyway (much slower than float32; for numerics checks)')
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also log to TensorBoard (<work_dir>/<timestamp>/vis_data); '
+        'needs the tensorboard package')
     parser.add_argument(
         '--no-validate',
         action='store_true',
@@ -57,22 +89,46 @@ def parse_args(argv=None):
     return args
 
 
+def apply_amp_args(cfg: Config, force: bool) -> None:
+    """``--amp``: the precision :func:`choose_amp` picks for the device
+    training runs on, printed; a clear error where it would only slow
+    training down."""
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        choice = choose_amp(device, force=force)
+    except AmpUnavailableError as e:
+        raise SystemExit(f'train.py: error: {e}') from None
+    print(choice.describe(), flush=True)
+    cfg.optim_wrapper, note = apply_amp(cfg.optim_wrapper, choice)
+    print(note or f'--amp: the config already uses {choice.wrapper} '
+          f'({choice.dtype}).', flush=True)
+
+
+def add_tensorboard(cfg: Config) -> None:
+    """``--tensorboard``: add mmengine's ``TensorboardVisBackend`` to the
+    visualizer's backends (``--cfg-options`` cannot: it parses no list of
+    dicts)."""
+    if importlib.util.find_spec('tensorboard') is None:
+        raise SystemExit(
+            'train.py: error: --tensorboard needs the tensorboard package: '
+            "pip install 'cls_kd[tensorboard]' (or pip install tensorboard).")
+    if cfg.get('visualizer') is None:
+        cfg.visualizer = dict(type='UniversalVisualizer', vis_backends=[])
+    backends = list(cfg.visualizer.get('vis_backends') or [])
+    if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+    cfg.visualizer.vis_backends = backends
+
+
 def merge_args(cfg: Config, args) -> Config:
     """Apply command-line options to the config."""
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     apply_launch_args(cfg, args.config, args.work_dir, args.launcher)
-    if args.amp:
-        wrapper = cfg.optim_wrapper
-        if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
-            print('AMP is already enabled in the config.')
-        else:
-            if torch.cuda.is_available():
-                wrapper.type = 'AmpOptimWrapper'
-                wrapper.setdefault('loss_scale', 'dynamic')
-            else:  # mmengine's AmpOptimWrapper refuses CPU-only machines
-                wrapper.type = 'AutocastOptimWrapper'
-                wrapper.dtype = 'bfloat16'
+    if args.amp or args.amp_force:
+        apply_amp_args(cfg, args.amp_force)
+    if args.tensorboard:
+        add_tensorboard(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -83,16 +139,22 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.auto_scale_lr = dict(cfg.get('auto_scale_lr', {}), enable=True)
     # Distillers read their stages and term schedules from this hook.
     add_schedule_hook(cfg)
-    return cfg
+    return resolve_teacher_paths(cfg)
 
 
 def main(argv=None):
     args = parse_args(argv)
     cls_kd.register_all_modules(init_default_scope=False)
     cfg = merge_args(Config.fromfile(args.config), args)
+    # Before the Runner: missing data, a shortened schedule and what to
+    # resume from are settled (or refused) before any work.
+    check_data_roots(cfg, ('train_dataloader', 'val_dataloader'))
+    fit_schedulers_to_max_epochs(cfg)
+    resolve_resume(cfg, required=args.resume == 'auto')
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
     runner.train()
+    return runner
 
 
 if __name__ == '__main__':

@@ -1,15 +1,17 @@
-"""Checkpoint helpers: torch >= 2.6 compatibility and teacher loading."""
+"""Checkpoint helpers: torch >= 2.6 compatibility, strict teacher loading
+and plain-student checkpoints into a distiller."""
 import re
 import types
 from collections import OrderedDict
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = [
-    'patch_mmengine_torch_load', 'extract_state_dict', 'load_model_weights'
+    'patch_mmengine_torch_load', 'extract_state_dict', 'load_model_weights',
+    'CheckpointError', 'load_plain_student_hook'
 ]
 
 
@@ -102,35 +104,155 @@ def _align_prefix(state: Dict[str, torch.Tensor],
     return state
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded as asked: unreadable, of another
+    model, or not matching the model's keys and shapes."""
+
+
+def _listing(items: List[str], first: int = 10) -> str:
+    shown = ', '.join(items[:first])
+    more = f' and {len(items) - first} more' if len(items) > first else ''
+    return f'{shown}{more}'
+
+
+def _read(filename: str) -> dict:
+    try:
+        return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    except Exception as e:
+        raise CheckpointError(
+            f'Cannot read checkpoint {filename} (missing, truncated or not '
+            f'a PyTorch checkpoint?): {type(e).__name__}: {e}') from e
+
+
+def _shape_mismatches(model: torch.nn.Module, state: dict,
+                      error: RuntimeError) -> List[str]:
+    """``key: checkpoint shape vs model shape`` of the keys that torch's
+    ``error`` names as size mismatches."""
+    model_state = model.state_dict()
+    found = []
+    for key, value in state.items():
+        if f'size mismatch for {key}:' in str(error):
+            found.append(f'{key}: {tuple(value.shape)} vs '
+                         f'{tuple(model_state[key].shape)}')
+    return found
+
+
 def load_model_weights(model: torch.nn.Module,
                        filename: str,
                        prefix: Optional[str] = None,
+                       allow_unexpected_keys: bool = False,
                        logger_name: str = 'cls_kd') -> Dict[str, list]:
-    """Load a checkpoint (path or URL) into ``model`` and report mismatches.
+    """Load a checkpoint (path or URL) into ``model``, strictly.
 
-    Missing and unexpected keys are logged as warnings; a checkpoint that
-    matches none of the model's keys is an error (it is the wrong file).
+    The checkpoint may be wrapped (``state_dict``/``model``/``module``), carry
+    DDP's ``module.`` prefix or one key prefix more or less than the model
+    (see :func:`extract_state_dict` and :func:`_align_prefix`).
+
+    Args:
+        model (nn.Module): The model to load into.
+        filename (str): Path or URL of the checkpoint.
+        prefix (str, optional): Take only the keys under this prefix, with
+            it removed (``'student.'`` on a distiller checkpoint).
+        allow_unexpected_keys (bool): Checkpoint keys the model lacks are
+            logged as a warning instead of an error. Defaults to False.
+        logger_name (str): The logger of that warning.
 
     Returns:
-        dict: ``missing_keys`` and ``unexpected_keys``.
+        dict: ``missing_keys`` (always empty) and ``unexpected_keys``.
+
+    Raises:
+        CheckpointError: The file cannot be read, shares no key with the
+            model, has tensors of other shapes, lacks some of the model's
+            keys (BN ``num_batches_tracked`` counters aside) or has keys the
+            model lacks (unless ``allow_unexpected_keys``). The model may be
+            partly loaded then.
     """
     patch_mmengine_torch_load()
-    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    state = extract_state_dict(checkpoint, prefix)
+    checkpoint = _read(filename)
+    try:
+        state = extract_state_dict(checkpoint, prefix)
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f'Checkpoint {filename}: {e.args[0]}') from None
     model_keys = set(model.state_dict().keys())
     state = _align_prefix(state, model_keys)
+    name = type(model).__name__
     if not model_keys & set(state.keys()):
-        raise KeyError(
-            f'Checkpoint {filename} shares no key with the model '
-            f'{type(model).__name__}: checkpoint keys look like '
-            f'{sorted(state)[:3]}, model keys like {sorted(model_keys)[:3]}.')
-    result = model.load_state_dict(state, strict=False)
-    logger = MMLogger.get_instance(logger_name)
-    if result.missing_keys:
-        logger.warning(f'{filename}: missing keys in checkpoint: '
-                       f'{result.missing_keys}')
-    if result.unexpected_keys:
-        logger.warning(f'{filename}: unexpected keys in checkpoint: '
-                       f'{result.unexpected_keys}')
-    return dict(missing_keys=result.missing_keys,
-                unexpected_keys=result.unexpected_keys)
+        hint = ''
+        if prefix is None and any(k.startswith('student.') for k in state):
+            hint = (" It looks like a distiller checkpoint: prefix='student.' "
+                    'takes its student.')
+        raise CheckpointError(
+            f'Checkpoint {filename} shares no key with the model {name}: '
+            f'checkpoint keys look like {sorted(state)[:3]}, model keys like '
+            f'{sorted(model_keys)[:3]}.{hint}')
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        mismatches = _shape_mismatches(model, state, e)
+        if not mismatches:
+            e.add_note(f'Loading checkpoint {filename} into {name}.')
+            raise
+        raise CheckpointError(
+            f'Checkpoint {filename} does not fit {name}: {len(mismatches)} '
+            f'tensor(s) have other shapes (checkpoint vs model): '
+            f'{_listing(mismatches, 5)}. Is it a checkpoint of another '
+            f'architecture?') from None
+    missing = [
+        k for k in result.missing_keys if not k.endswith('num_batches_tracked')
+    ]
+    if missing:
+        raise CheckpointError(
+            f'Checkpoint {filename} lacks {len(missing)} of the {name}\'s '
+            f'keys: {_listing(missing)}. Is it a checkpoint of this '
+            f'architecture (depth, width, head)?')
+    unexpected = list(result.unexpected_keys)
+    if unexpected:
+        message = (f'Checkpoint {filename} has {len(unexpected)} key(s) '
+                   f'that {name} lacks: {_listing(unexpected)}')
+        if not allow_unexpected_keys:
+            raise CheckpointError(
+                f'{message}. Is it a checkpoint of another architecture? '
+                f'(allow_unexpected_keys=True ignores them.)')
+        MMLogger.get_instance(logger_name).warning(f'{message} (ignored).')
+    return dict(missing_keys=[], unexpected_keys=unexpected)
+
+
+def load_plain_student_hook(module: torch.nn.Module, state_dict: dict,
+                            prefix: str, *args) -> None:
+    """``load_state_dict`` pre-hook of a distiller: a checkpoint of its
+    student alone (as ``tools/model_converters/extract_student.py`` writes,
+    given as ``load_from``) is loaded as the student.
+
+    When no key under ``prefix`` belongs to one of the distiller's own
+    modules (``student.``, ``connectors.``, ...) but some are the student's,
+    every key gets ``student.`` (in place) and an INFO line says so.
+
+    Args:
+        module (nn.Module): The distiller; its student is ``module.student``.
+        state_dict (dict): The state dict being loaded (edited in place).
+        prefix (str): The distiller's prefix in it (``''`` at the top).
+        *args: The rest of torch's pre-hook arguments (unused).
+
+    Raises:
+        CheckpointError: The keys match neither the distiller nor its
+            student.
+    """
+    keys = [k for k in state_dict if k.startswith(prefix)]
+    local = [k[len(prefix):] for k in keys]
+    owned = tuple(f'{n}.' for n, _ in module.named_children()
+                  if n != 'data_preprocessor')  # the student's too
+    if not keys or any(k.startswith(owned) for k in local):
+        return
+    student_keys = set(module.student.state_dict())
+    if not student_keys & set(local):
+        raise CheckpointError(
+            f'The checkpoint matches neither {type(module).__name__} (keys '
+            f'under {", ".join(owned)}) nor its student (keys like '
+            f'{sorted(student_keys)[:3]}): its keys look like '
+            f'{sorted(local)[:3]}.')
+    for key, bare in zip(keys, local):
+        state_dict[f'{prefix}student.{bare}'] = state_dict.pop(key)
+    MMLogger.get_current_instance().info(
+        f'The checkpoint holds a plain student ({len(keys)} tensors, '
+        f'{len(student_keys & set(local))} of them the student\'s): loaded '
+        f'into the distiller under student.')

@@ -3,8 +3,13 @@
 # 300 epochs, Mixup/CutMix). Loss = 1/2 CE(class token, label) +
 # 1/2 CE(distillation token, teacher arg-max); the prediction averages the
 # two heads.
-_base_ = ['mmpretrain::deit/deit-tiny-distilled_4xb256_in1k.py']
+_base_ = [
+    'mmpretrain::deit/deit-tiny-distilled_4xb256_in1k.py',
+    '../_base_/teachers/regnety-160_in1k.py',
+]
 default_scope = 'cls_kd'
+# Crash-safe checkpoints (atomic writes, old ones removed last).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 model = dict(
     _delete_=True,
@@ -35,12 +40,7 @@ model = dict(
         ])),
     # DeiT's teacher: timm's RegNetY-16GF, normalised like the student
     # (ImageNet mean/std). The checkpoint is DeiT's, in timm's key layout.
-    teacher=dict(
-        config=dict(
-            type='TimmClassifier', model_name='regnety_160',
-            pretrained=False),
-        checkpoint='https://dl.fbaipublicfiles.com/deit/'
-        'regnety_160-a5fe301d.pth'),
+    teacher={{_base_.teacher}},
     taps=dict(
         dist_logits=dict(model='student', path='head.layers.head_dist')),
     student_loss_weight=0.5,

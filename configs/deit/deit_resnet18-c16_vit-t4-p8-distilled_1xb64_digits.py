@@ -22,7 +22,7 @@ model = dict(
             in_channels=64,
             loss=dict(type='CrossEntropyLoss', loss_weight=1.0))),
     teacher=dict(
-        config='configs/digits/resnet18-c16_1xb64_digits.py',
+        config='{{fileDirname}}/../digits/resnet18-c16_1xb64_digits.py',
         checkpoint=None),  # set model.teacher.checkpoint=<teacher .pth>
     taps=dict(
         dist_logits=dict(model='student', path='head.layers.head_dist')),
@@ -34,3 +34,11 @@ model = dict(
             loss_weight=0.5,
             inputs=dict(logits_s='dist_logits', logits_t='logits_t'))),
 )
+
+# Validation also reports the teacher's top-1 and the student's agreement
+# with it (as in configs/_base_/distill/resnet18-c16_vit-t4-p8_digits.py).
+val_evaluator = [
+    dict(type='Accuracy', topk=(1, )),
+    dict(type='TeacherAgreementMetric'),
+]
+test_evaluator = val_evaluator

@@ -2,21 +2,19 @@
 # 224 px) -> DeiT-Tiny at mmpretrain's DeiT-Tiny recipe (4 GPUs x 256,
 # AdamW, 300 epochs, Mixup/CutMix), NKD's ViT setting T=1, gamma=1.
 # The target class of a mixed image is the arg-max of its soft label.
-_base_ = ['mmpretrain::deit/deit-tiny_4xb256_in1k.py']
+_base_ = [
+    'mmpretrain::deit/deit-tiny_4xb256_in1k.py',
+    '../_base_/teachers/deit3-small-p16_in21k-pre_in1k.py',
+]
 default_scope = 'cls_kd'
+# Crash-safe checkpoints (atomic writes, old ones removed last).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 model = dict(
     _delete_=True,
     type='ClassificationDistiller',
     student={{_base_.model}},
-    teacher=dict(
-        config='mmpretrain::deit3/deit3-small-p16_64xb64_in1k.py',
-        # mmpretrain 1.2.0's DeiT3 block ignores ln2: run the block the
-        # weights were trained as (cls_kd/models/backbones/deit3.py).
-        override=dict(backbone=dict(type='FixedDeiT3')),
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-        'deit3/deit3-small-p16_in21k-pre_3rdparty_in1k_20221009-dcd90827.pth'
-    ),
+    teacher={{_base_.teacher}},
     losses=dict(
         loss_nkd=dict(
             type='NKDLoss',

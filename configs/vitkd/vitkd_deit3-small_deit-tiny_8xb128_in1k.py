@@ -6,20 +6,17 @@
 _base_ = [
     'mmpretrain::deit/deit-tiny_4xb256_in1k.py',
     '../_base_/distill/vitkd_deit.py',
+    '../_base_/teachers/deit3-small-p16_in21k-pre_in1k.py',
 ]
 default_scope = 'cls_kd'
+# Crash-safe checkpoints (atomic writes, old ones removed last).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 model = dict(
     _delete_=True,
     type='ClassificationDistiller',
     student={{_base_.model}},
-    teacher=dict(
-        config='mmpretrain::deit3/deit3-small-p16_64xb64_in1k.py',
-        # mmpretrain 1.2.0's DeiT3 block ignores ln2: run the block the
-        # weights were trained as (cls_kd/models/backbones/deit3.py).
-        override=dict(backbone=dict(type='FixedDeiT3')),
-        checkpoint='https://download.openmmlab.com/mmclassification/v0/'
-        'deit3/deit3-small-p16_in21k-pre_3rdparty_in1k_20221009-dcd90827.pth'),
+    teacher={{_base_.teacher}},
     taps={{_base_.vitkd_taps}},
     connectors=dict(
         mimic0=dict(type='LinearConnector', in_channels=192, out_channels=384),

@@ -21,6 +21,7 @@ def test_user_loss_and_distiller_train(small_digits_cfg, tmp_path,
     cfg = Config.fromfile(CONFIG)
     assert cfg.model.type == 'LoggingDistiller'
     assert list(cfg.model.losses) == ['loss_mse']
+    cfg.model.teacher.random_init = True
     small_digits_cfg(cfg, tmp_path, train_images=16, batch_size=8)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     runner = Runner.from_cfg(cfg)

@@ -34,7 +34,8 @@ def distiller(tiny_vit):
         dict(
             type='ClassificationDistiller',
             student=tiny_vit(),
-            teacher=dict(config=tiny_vit(48, 3), checkpoint=None),
+            teacher=dict(config=tiny_vit(48, 3), checkpoint=None,
+                         random_init=True),
             data_preprocessor=dict(num_classes=10),
             losses=dict(
                 loss_kd=dict(
@@ -97,7 +98,9 @@ def test_stop_distill_hook_becomes_a_stage(distiller):
     samples = [DataSample().set_gt_label(k) for k in (1, 2)]
     distiller.train()
     step(hook, fake, 1, 3)
-    assert set(distiller.loss(inputs, samples)) == {'loss_cls', 'loss_kd'}
+    # Weighted by 0.5 until then: the unweighted value is logged too.
+    assert set(distiller.loss(inputs, samples)) == {
+        'loss_cls', 'cls_unweighted', 'loss_kd'}
     step(hook, fake, 2, 6)
     losses = distiller.loss(inputs, samples)
     assert set(losses) == {'loss_cls'}

@@ -19,14 +19,16 @@ CHECKPOINT = 'tests/data/dkd_digits_epoch_1_before_core_v2.pth'
 def test_old_checkpoint_resumes(repo_root, small_digits_cfg, tmp_path):
     cfg = Config.fromfile(osp.join(repo_root, CONFIG))
     cfg.model.teacher.checkpoint = None
+    cfg.model.teacher.random_init = True
     # As it was written: 16 images in batches of 8, 2 epochs, constant lr.
-    small_digits_cfg(cfg, tmp_path, train_images=16, batch_size=8,
+    small_digits_cfg(cfg, tmp_path / 'work', train_images=16, batch_size=8,
                      epochs=2)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.param_scheduler = [
         dict(type='ConstantLR', factor=1.0, by_epoch=True, begin=0, end=2)
     ]
-    checkpoint = str(tmp_path / 'epoch_1.pth')
+    (tmp_path / 'before').mkdir()
+    checkpoint = str(tmp_path / 'before' / 'epoch_1.pth')
     shutil.copy(osp.join(repo_root, CHECKPOINT), checkpoint)
     cfg.resume, cfg.load_from = True, checkpoint
     runner = Runner.from_cfg(cfg)

@@ -67,10 +67,71 @@ def test_vitkd_experiment_trains_the_teacher_once(repo_root, tmp_path,
     # Distilled students are exported, then tested with the student config.
     tests = [c for c in calls if c[0] == 'tools/test.py']
     student_cfg = runner.EXPERIMENTS['vitkd'].student_config
-    assert len(tests) == 9 and all(c[1] == student_cfg for c in tests[1:])
+    # Runs go two at a time: the teacher's test need not come first.
+    assert len(tests) == 9
+    assert sorted(c[1] for c in tests) == sorted([teacher_cfg] +
+                                                 [student_cfg] * 8)
     assert sum(c[0].endswith('extract_student.py') for c in calls) == 6
     assert len(results['teacher']) == 1
     assert all(len(results[k]) == 2
                for k in ('baseline', 'vitkd', 'nkd', 'vitkd_nkd'))
     summary = (tmp_path / 'work' / 'results.md').read_text()
     assert 'Student: + ViTKD + NKD' in summary and '±' in summary
+
+
+def test_progress_lines_follow_a_growing_log(repo_root, tmp_path):
+    runner = load_runner(repo_root)
+    now = [0.0]
+    printed = []
+    logs = runner.LogProgress(min_interval=10, clock=lambda: now[0],
+                              out=printed.append)
+    log = tmp_path / 'train.log'
+    logs.watch('teacher seed 0', str(log))
+    assert logs.poll() == []  # no log file yet
+
+    def grow(text, at):
+        now[0] = at
+        with open(log, 'a') as f:
+            f.write(text)
+        return logs.poll()
+
+    line = ('11/30 00:20:{:02d} - mmengine - INFO - Epoch(train)  [{}][{}/23]'
+            '  lr: 1.0e-03  time: 0.18  loss: {}  loss_kd: 0.1\n')
+    assert grow('train_cfg = dict(by_epoch=True, max_epochs=3)\n', 1) == []
+    assert grow(line.format(2, 1, 10, '2.3010'), 2) == [
+        '[teacher seed 0] epoch 1/3, loss 2.3010 (2 s)'
+    ]
+    # Epoch 2 begins 3 s later: within min_interval, not shown yet.
+    assert grow(line.format(5, 1, 20, '2.1') + line.format(8, 2, 10, '1.9'),
+                5) == []
+    # A line cut in the middle is read once it is complete.
+    partial_line = line.format(9, 2, 20, '1.7500')
+    assert grow(partial_line[:40], 13) == ['[teacher seed 0] epoch 2/3, '
+                                           'loss 1.9 (13 s)']
+    assert grow(partial_line[40:], 14) == []
+    # The last epoch is always shown, then the run is dropped.
+    assert grow(line.format(10, 3, 10, '1.2000'), 15) == [
+        '[teacher seed 0] epoch 3/3, loss 1.2000 (15 s)'
+    ]
+    assert logs.unwatch('teacher seed 0') == [] and logs.runs == {}
+    assert printed == [
+        '[teacher seed 0] epoch 1/3, loss 2.3010 (2 s)',
+        '[teacher seed 0] epoch 2/3, loss 1.9 (13 s)',
+        '[teacher seed 0] epoch 3/3, loss 1.2000 (15 s)'
+    ]
+
+
+def test_unwatch_shows_a_held_back_epoch(repo_root, tmp_path):
+    runner = load_runner(repo_root)
+    now = [0.0]
+    logs = runner.LogProgress(min_interval=60, clock=lambda: now[0],
+                              out=lambda s: None)
+    log = tmp_path / 'train.log'
+    log.write_text('Epoch(train) [1][10/23]  loss: 2.0\n')
+    logs.watch('kd seed 1', str(log))
+    assert logs.poll() == ['[kd seed 1] epoch 1, loss 2.0 (0 s)']
+    with open(log, 'a') as f:
+        f.write('Epoch(train) [2][10/23]  loss: 1.5\n')
+    now[0] = 5.0
+    assert logs.poll() == []
+    assert logs.unwatch('kd seed 1') == ['[kd seed 1] epoch 2, loss 1.5 (5 s)']

@@ -12,6 +12,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import cls_kd
+from cls_kd.models.distillers import DistillerConfigError
+from cls_kd.utils import CheckpointError
 
 cls_kd.register_all_modules(init_default_scope=False)
 
@@ -30,8 +32,10 @@ def _tool(repo_root, name):
 
 
 def _kd_cfg(repo_root, small_digits_cfg, work_dir, **extra):
-    """The digits KD config for 3 epochs of 3 iterations."""
+    """The digits KD config for 3 epochs of 3 iterations (random but
+    frozen teacher)."""
     cfg = Config.fromfile(osp.join(repo_root, KD_CFG))
+    cfg.model.teacher.random_init = True
     small_digits_cfg(cfg, work_dir, train_images=96, batch_size=32)
     cfg.merge_from_dict(extra)
     return cfg
@@ -115,7 +119,12 @@ def test_resume_continues_after_torch_2_6(trained, repo_root, digits_root,
         'val_dataloader.persistent_workers=False',
         'train_dataloader.batch_size=32'
     ]
-    train_tool.main(argv)
+    # The teacher reloads from its own checkpoint: none is refused.
+    with pytest.raises(DistillerConfigError, match='Teacher .teacher. has '
+                       'no checkpoint.*model.teacher.checkpoint=<file>'):
+        train_tool.main(argv)
+    assert not osp.exists(tmp_path / 'epoch_3.pth')
+    train_tool.main(argv + ['model.teacher.random_init=True'])
     assert osp.exists(tmp_path / 'epoch_3.pth')
     assert not osp.exists(tmp_path / 'epoch_1.pth')  # resumed at epoch 2
 
@@ -142,6 +151,87 @@ def test_exported_student_matches_distiller_accuracy(trained, repo_root,
     assert metrics['accuracy/top1'] == pytest.approx(expected, abs=1e-6)
     with open(out) as f:
         assert json.load(f)['accuracy/top1'] == pytest.approx(expected)
+
+
+def test_ema_export_is_what_ema_validation_scored(trained, repo_root,
+                                                  digits_root, tmp_path):
+    """mmengine's EMAHook saves the EMA weights under state_dict and the raw
+    ones under ema_state_dict: --ema must export the former."""
+    runner = trained['runner']
+    ema_hook = next(h for h in runner.hooks if type(h).__name__ == 'EMAHook')
+    ema_weights = ema_hook.ema_model.module.student.state_dict()
+    raw_weights = runner.model.student.state_dict()  # swapped back after val
+    extract = _tool(repo_root, 'model_converters/extract_student')
+    src = osp.join(trained['work_dir'], 'epoch_3.pth')
+    exported = {}
+    for which in ('ema', 'raw'):
+        dst = str(tmp_path / f'student_{which}.pth')
+        extract.main([src, dst, f'--{which}'])
+        exported[which] = torch.load(dst, weights_only=True)
+    assert exported['ema']['meta']['weights'] == 'ema'
+    assert exported['raw']['meta']['weights'] == 'raw'
+    for which, weights in (('ema', ema_weights), ('raw', raw_weights)):
+        state = exported[which]['state_dict']
+        assert set(state) == set(weights)
+        for key, value in weights.items():
+            assert torch.equal(state[key], value), (which, key)
+    assert any(not torch.equal(exported['ema']['state_dict'][k], v)
+               for k, v in raw_weights.items())
+    metrics = _tool(repo_root, 'test').main([
+        osp.join(repo_root, STUDENT_CFG),
+        str(tmp_path / 'student_ema.pth'), '--work-dir',
+        str(tmp_path), '--cfg-options',
+        f'test_dataloader.dataset.data_root={digits_root}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ])
+    assert metrics['accuracy/top1'] == pytest.approx(
+        trained['metrics']['accuracy/top1'], abs=1e-6)
+
+
+def test_ema_export_of_a_run_without_ema_is_refused(tmp_path):
+    extract = _tool(
+        osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+        'model_converters/extract_student')
+    src = str(tmp_path / 'no_ema.pth')
+    torch.save({'meta': {}, 'state_dict': {'student.w': torch.zeros(1)}},
+               src)
+    with pytest.raises(KeyError, match='has no ema_state_dict'):
+        extract.extract_student(src, str(tmp_path / 'out.pth'), ema=True)
+    # --raw of a run without EMA: its only weights.
+    assert extract.extract_student(src, str(tmp_path / 'out.pth'),
+                                   raw=True) == 1
+
+
+def test_load_from_exported_student_starts_from_it(trained, repo_root,
+                                                   small_digits_cfg,
+                                                   tmp_path):
+    extract = _tool(repo_root, 'model_converters/extract_student')
+    student_ckpt = str(tmp_path / 'student.pth')
+    extract.extract_student(
+        osp.join(trained['work_dir'], 'epoch_3.pth'), student_ckpt)
+    cfg = _kd_cfg(repo_root, small_digits_cfg, str(tmp_path / 'run'))
+    cfg.load_from = student_ckpt
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    exported = torch.load(student_ckpt, weights_only=True)['state_dict']
+    loaded = runner.model.student.state_dict()
+    assert set(loaded) == set(exported)
+    for key, value in exported.items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_load_from_unrelated_checkpoint_is_refused(repo_root,
+                                                   small_digits_cfg,
+                                                   tmp_path):
+    unrelated = str(tmp_path / 'unrelated.pth')
+    torch.save({'state_dict': {'encoder.w': torch.zeros(1)}}, unrelated)
+    cfg = _kd_cfg(repo_root, small_digits_cfg, str(tmp_path / 'run'))
+    cfg.load_from = unrelated
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(CheckpointError, match='matches neither '
+                       r"ClassificationDistiller .*\['encoder.w'\]"):
+        runner.load_or_resume()
 
 
 def test_stop_distill_hook_stops_teacher(repo_root, small_digits_cfg,
@@ -174,7 +264,7 @@ def test_dist_train_two_processes_gloo(repo_root, digits_root, tmp_path):
             'train_dataloader.batch_size=8', 'train_cfg.max_epochs=3',
             'train_dataloader.num_workers=0',
             'train_dataloader.persistent_workers=False',
-            'find_unused_parameters=False'
+            'find_unused_parameters=False', 'model.teacher.random_init=True'
         ],
         cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

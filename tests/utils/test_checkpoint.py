@@ -5,14 +5,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.runner.checkpoint import load_from_local
+from mmengine.runner.checkpoint import (
+    load_state_dict as mmengine_load_state_dict,
+)
 
 import cls_kd
 from cls_kd.registry import MODELS
 from cls_kd.utils import (
+    CheckpointError,
     extract_state_dict,
     load_model_weights,
+    load_plain_student_hook,
     patch_mmengine_torch_load,
 )
 
@@ -83,14 +88,21 @@ def test_extract_rejects_non_dict():
 
 
 # ---------------------------------------------------- load_model_weights
+class Backbone(nn.Module):
+    """Holds only ``backbone``: a classifier whose head is elsewhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Linear(3, 4)
+
+
 def test_adds_backbone_prefix(tmp_path):
     torch.manual_seed(0)
     backbone = nn.Linear(3, 4)
-    model = Classifier()
+    model = Backbone()
     result = load_model_weights(model, save(backbone.state_dict(), tmp_path))
     assert_same_weights(model.backbone, backbone)
-    assert sorted(result['missing_keys']) == ['head.bias', 'head.weight']
-    assert result['unexpected_keys'] == []
+    assert result == dict(missing_keys=[], unexpected_keys=[])
 
 
 def test_adds_model_prefix(tmp_path):
@@ -112,7 +124,7 @@ def test_strips_model_prefix(tmp_path):
     assert result == dict(missing_keys=[], unexpected_keys=[])
 
 
-def test_mmpretrain_backbone_into_classifier(tmp_path):
+def test_mmpretrain_backbone_into_classifier_lacks_the_head(tmp_path):
     backbone_cfg = dict(
         type='VisionTransformer',
         arch=dict(
@@ -120,7 +132,6 @@ def test_mmpretrain_backbone_into_classifier(tmp_path):
             feedforward_channels=32),
         img_size=32,
         patch_size=8)
-    torch.manual_seed(0)
     backbone = MODELS.build(backbone_cfg)
     classifier = MODELS.build(
         dict(
@@ -129,22 +140,85 @@ def test_mmpretrain_backbone_into_classifier(tmp_path):
             head=dict(
                 type='VisionTransformerClsHead', num_classes=4,
                 in_channels=16)))
-    result = load_model_weights(classifier,
-                                save(backbone.state_dict(), tmp_path))
-    assert_same_weights(classifier.backbone, backbone)
-    assert sorted(result['missing_keys']) == [
-        'head.layers.head.bias', 'head.layers.head.weight'
-    ]
+    path = save(backbone.state_dict(), tmp_path)
+    # The backbone keys are aligned (backbone. added): only the head lacks.
+    with pytest.raises(CheckpointError) as info:
+        load_model_weights(classifier, path)
+    assert str(info.value) == (
+        f"Checkpoint {path} lacks 2 of the ImageClassifier's keys: "
+        'head.layers.head.weight, head.layers.head.bias. Is it a checkpoint '
+        'of this architecture (depth, width, head)?')
 
 
-def test_reports_unexpected_and_missing(tmp_path):
-    model = Classifier()
+def test_missing_keys_listed_first_ten_and_count(tmp_path):
+    small = nn.Sequential(*[nn.Linear(2, 2) for _ in range(2)])
+    large = nn.Sequential(*[nn.Linear(2, 2) for _ in range(8)])
+    path = save(small.state_dict(), tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        load_model_weights(large, path)
+    message = str(info.value)
+    assert 'lacks 12 of the Sequential\'s keys: 2.weight, 2.bias, ' in message
+    assert '6.weight, 6.bias and 2 more.' in message
+    assert '7.weight' not in message
+
+
+def test_unexpected_keys_are_an_error(tmp_path):
     state = dict(Classifier().state_dict())
-    del state['head.bias']
     state['extra.weight'] = torch.zeros(1)
-    result = load_model_weights(model, save(state, tmp_path))
-    assert result == dict(
-        missing_keys=['head.bias'], unexpected_keys=['extra.weight'])
+    path = save(state, tmp_path)
+    with pytest.raises(CheckpointError, match=r'has 1 key\(s\) that '
+                       r'Classifier lacks: extra.weight\. .*'
+                       r'allow_unexpected_keys=True ignores them'):
+        load_model_weights(Classifier(), path)
+
+
+def test_unexpected_keys_allowed_load_the_rest(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    reference = Classifier()
+    state = dict(reference.state_dict())
+    state['extra.weight'] = torch.zeros(1)
+    warnings = []
+    logger = MMLogger.get_instance('cls_kd')
+    monkeypatch.setattr(logger, 'warning', warnings.append)
+    model = Classifier()
+    result = load_model_weights(model, save(state, tmp_path),
+                                allow_unexpected_keys=True)
+    assert result == dict(missing_keys=[], unexpected_keys=['extra.weight'])
+    assert_same_weights(model, reference)
+    assert len(warnings) == 1 and 'extra.weight (ignored)' in warnings[0]
+
+
+def test_other_shapes_name_key_and_both_shapes(tmp_path):
+    state = dict(Classifier().state_dict())
+    state['head.weight'] = torch.zeros(5, 4)
+    path = save(state, tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        load_model_weights(Classifier(), path)
+    assert str(info.value) == (
+        f'Checkpoint {path} does not fit Classifier: 1 tensor(s) have other '
+        'shapes (checkpoint vs model): head.weight: (5, 4) vs (2, 4). Is it '
+        'a checkpoint of another architecture?')
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'truncated', 'empty'])
+def test_unreadable_file_names_it(tmp_path, damage):
+    path = save(Classifier().state_dict(), tmp_path)
+    data = open(path, 'rb').read()
+    data = {'garbage': b'not a checkpoint at all' * 10,
+            'truncated': data[:len(data) // 2], 'empty': b''}[damage]
+    with open(path, 'wb') as f:
+        f.write(data)
+    with pytest.raises(CheckpointError,
+                       match=f'Cannot read checkpoint {path} '
+                       r'\(missing, truncated or not a PyTorch checkpoint'):
+        load_model_weights(Classifier(), path)
+
+
+def test_missing_file_names_it(tmp_path):
+    path = str(tmp_path / 'nope.pth')
+    with pytest.raises(CheckpointError,
+                       match=f'Cannot read checkpoint {path} .*nope.pth'):
+        load_model_weights(Classifier(), path)
 
 
 def test_student_of_distiller_checkpoint(tmp_path):
@@ -159,11 +233,81 @@ def test_student_of_distiller_checkpoint(tmp_path):
     assert result == dict(missing_keys=[], unexpected_keys=[])
 
 
+def test_distiller_checkpoint_without_prefix_suggests_it(tmp_path):
+    state = {f'student.{k}': v for k, v in Classifier().state_dict().items()}
+    state['connectors.proj.weight'] = torch.zeros(4, 4)
+    path = save(dict(state_dict=state), tmp_path)
+    with pytest.raises(CheckpointError, match="shares no key with the model "
+                       "Classifier.*prefix='student.' takes its student"):
+        load_model_weights(Classifier(), path)
+    with pytest.raises(CheckpointError,
+                       match=f"Checkpoint {path}: No key starts with "
+                       "'teacher.'"):
+        load_model_weights(Classifier(), path, prefix='teacher.')
+
+
 def test_checkpoint_sharing_no_key_is_an_error(tmp_path):
     path = save({'encoder.conv.weight': torch.zeros(1)}, tmp_path)
-    with pytest.raises(KeyError, match='shares no key with the model '
-                       'Classifier'):
+    with pytest.raises(CheckpointError, match='shares no key with the model '
+                       r"Classifier: checkpoint keys look like \['encoder"):
         load_model_weights(Classifier(), path)
+
+
+# ------------------------------------------- plain student into a distiller
+class Distiller(nn.Module):
+    """What the hook needs of a distiller: a student and its own modules."""
+
+    def __init__(self):
+        super().__init__()
+        self.student = Classifier()
+        self.connectors = nn.ModuleDict(dict(proj=nn.Linear(4, 4)))
+        self.register_load_state_dict_pre_hook(load_plain_student_hook)
+
+
+@pytest.mark.parametrize('loader', ['torch', 'mmengine'])
+def test_plain_student_checkpoint_loads_as_student(loader):
+    torch.manual_seed(0)
+    student = Classifier()
+    distiller = Distiller()
+    if loader == 'torch':
+        result = distiller.load_state_dict(student.state_dict(), strict=False)
+        assert sorted(result.missing_keys) == [
+            'connectors.proj.bias', 'connectors.proj.weight'
+        ]
+        assert result.unexpected_keys == []
+    else:  # what the Runner's load_from runs
+        mmengine_load_state_dict(distiller, student.state_dict())
+    assert_same_weights(distiller.student, student)
+
+
+def test_plain_student_checkpoint_under_a_wrapper_prefix():
+    torch.manual_seed(0)
+    student = Classifier()
+    wrapper = nn.Module()  # like EMA's AveragedModel: the model as `module`
+    wrapper.module = Distiller()
+    state = {f'module.{k}': v for k, v in student.state_dict().items()}
+    wrapper.load_state_dict(state, strict=False)
+    assert_same_weights(wrapper.module.student, student)
+
+
+def test_distiller_checkpoint_is_left_alone():
+    torch.manual_seed(0)
+    reference = Distiller()
+    distiller = Distiller()
+    result = distiller.load_state_dict(reference.state_dict())
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert_same_weights(distiller, reference)
+
+
+def test_checkpoint_of_neither_is_refused():
+    with pytest.raises(CheckpointError) as info:
+        Distiller().load_state_dict({'encoder.w': torch.zeros(1)},
+                                    strict=False)
+    assert str(info.value) == (
+        'The checkpoint matches neither Distiller (keys under student., '
+        "connectors.) nor its student (keys like ['backbone.bias', "
+        "'backbone.weight', 'head.bias']): its keys look like "
+        "['encoder.w'].")
 
 
 # ------------------------------------------------------ torch >= 2.6 loads

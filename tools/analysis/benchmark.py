@@ -1,7 +1,7 @@
 """Measure the training speed of a config on synthetic batches.
 
     python tools/analysis/benchmark.py CONFIG [--batch-size B] [--iters N]
-        [--warmup W] [--amp] [--compile] [--device cpu|cuda]
+        [--warmup W] [--amp] [--amp-force] [--compile] [--device cpu|cuda]
         [--input-size S] [--cfg-options key=value ...] [--out results.json]
 
 Builds the model of CONFIG (a cls_kd distiller or a plain mmpretrain
@@ -28,9 +28,11 @@ Reported after W warm-up steps, over N timed steps:
   started) on the CPU;
 * the number of parameter groups of the optimizer.
 
-``--amp`` runs in bfloat16 autocast through cls_kd's
-``AutocastOptimWrapper`` (which, unlike mmengine's ``AmpOptimWrapper``, also
-works on the CPU; bfloat16 needs no loss scaler). ``--compile`` compiles,
+``--amp`` means what it means in ``tools/train.py`` (``cls_kd.utils.amp``):
+bfloat16 autocast (cls_kd's ``AutocastOptimWrapper``) where the device has
+native bfloat16, float16 with loss scaling (mmengine's ``AmpOptimWrapper``)
+on GPUs without, refused on CPUs without native bfloat16 unless
+``--amp-force``; the choice is printed and reported. ``--compile`` compiles,
 in place, the student's backbone and head and every teacher's backbone.
 
 Example::
@@ -63,7 +65,14 @@ from mmpretrain.structures import DataSample
 import cls_kd
 from cls_kd.models.distillers.teacher import expected_input_size
 from cls_kd.registry import MODELS
-from cls_kd.utils import cast_numpy_scalars
+from cls_kd.utils import (
+    AmpChoice,
+    AmpUnavailableError,
+    apply_amp,
+    cast_numpy_scalars,
+    choose_amp,
+    resolve_teacher_paths,
+)
 
 
 def _fail(message: str):
@@ -95,7 +104,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=10,
         help='untimed steps first (default: 10)')
     parser.add_argument(
-        '--amp', action='store_true', help='bfloat16 autocast')
+        '--amp',
+        action='store_true',
+        help='mixed precision as in tools/train.py: bfloat16 where native, '
+        'else float16 with loss scaling on GPUs; refused on CPUs without '
+        'native bfloat16')
+    parser.add_argument(
+        '--amp-force',
+        action='store_true',
+        help='--amp, with emulated bfloat16 on CPUs without native bfloat16')
     parser.add_argument(
         '--compile',
         action='store_true',
@@ -153,7 +170,10 @@ def load_config(args: argparse.Namespace) -> Config:
               f'full training steps and builds their optimizer from it '
               f'(add e.g. optim_wrapper=dict(optimizer=dict(type=\'AdamW\', '
               f'lr=1e-3)) or a schedule _base_).')
-    return cfg
+    try:
+        return resolve_teacher_paths(cfg)
+    except FileNotFoundError as e:
+        _fail(str(e))
 
 
 def build_model(cfg: Config) -> Tuple[nn.Module, List[str]]:
@@ -176,25 +196,36 @@ def build_model(cfg: Config) -> Tuple[nn.Module, List[str]]:
                  f'ignored (random weights are as fast).')
         else:
             _log(f'Teacher {name!r}: no checkpoint (random weights).')
-        spec['checkpoint'] = None
+        spec['checkpoint'], spec['random_init'] = None, True
     model = MODELS.build(model_cfg)
     teachers = getattr(model, 'teachers', None)
     names = list(teachers) if teachers is not None else []
     return model, names
 
 
-def build_wrapper(model: nn.Module, cfg: Config, amp: bool,
+def choose_precision(args: argparse.Namespace,
+                     device: torch.device) -> Optional[AmpChoice]:
+    """What ``--amp`` gives on ``device`` (None without it), printed; a
+    one-line error where it is refused."""
+    if not (args.amp or args.amp_force):
+        return None
+    try:
+        choice = choose_amp(device, force=args.amp_force)
+    except AmpUnavailableError as e:
+        _fail(str(e))
+    _log(choice.describe())
+    return choice
+
+
+def build_wrapper(model: nn.Module, cfg: Config, amp: Optional[AmpChoice],
                   device: torch.device) -> OptimWrapper:
-    """The config's optimizer wrapper, switched to bfloat16 AMP if asked."""
+    """The config's optimizer wrapper, switched to the ``amp`` precision
+    if given."""
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
-    if amp:
-        if wrapper_cfg.get('type', 'OptimWrapper') not in (
-                'OptimWrapper', 'AmpOptimWrapper'):
-            _log(f'--amp replaces the config\'s {wrapper_cfg["type"]}.')
-        wrapper_cfg['type'] = 'AutocastOptimWrapper'
-        wrapper_cfg['dtype'] = 'bfloat16'
-        for key in ('loss_scale', 'use_fsdp'):
-            wrapper_cfg.pop(key, None)
+    if amp is not None:
+        wrapper_cfg, note = apply_amp(wrapper_cfg, amp)
+        if note:
+            _log(note)
     # mmengine logs one INFO line per parameter with custom settings.
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -366,6 +397,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     ``--out`` if given)."""
     args = parse_args(argv)
     device = resolve_device(args.device)
+    amp = choose_precision(args, device)
     cfg = load_config(args)
     cls_kd.register_all_modules(init_default_scope=False)
     init_default_scope(cfg.get('default_scope', 'cls_kd'))
@@ -377,7 +409,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
     model.train()
     if hasattr(model, 'set_progress'):
         model.set_progress(epoch=0, iter=0)  # what the schedule hook does
-    wrapper = build_wrapper(model, cfg, args.amp, device)
+    wrapper = build_wrapper(model, cfg, amp, device)
     if args.compile:
         compiled = compile_model(model)
         _log(f'Compiling {", ".join(compiled)} (the first warm-up steps '
@@ -412,8 +444,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         device=device.type,
         device_name=_device_name(device),
         torch=torch.__version__,
-        precision='bf16 autocast' if args.amp else 'fp32',
-        amp=args.amp,
+        precision=f'{amp.dtype} autocast ({amp.wrapper})' if amp else 'fp32',
+        amp=amp is not None,
+        amp_reason=amp.reason if amp else None,
         compile=args.compile,
         batch_size=batch_size,
         input_size=list(size),

@@ -1,10 +1,18 @@
 """Export the student of a distiller checkpoint as a plain mmpretrain one.
 
-    python tools/model_converters/extract_student.py IN.pth OUT.pth [--ema]
+    python tools/model_converters/extract_student.py IN.pth OUT.pth
+        [--ema | --raw]
 
 The output holds only the student's weights (no connectors, no optimizer)
 under ``state_dict`` and loads with ``tools/test.py <student config> OUT``
-or mmpretrain's own tools. ``--ema`` exports the EMA weights instead.
+or mmpretrain's own tools.
+
+By default the exported weights are the ones validation evaluated. For a run
+with mmengine's ``EMAHook`` these are the EMA weights: when it saves, the hook
+swaps the two copies, so that a checkpoint's ``state_dict`` holds the EMA
+weights and its ``ema_state_dict`` the raw (online) ones, under
+``module.<key>``. ``--ema`` exports the EMA weights and refuses a checkpoint
+without them; ``--raw`` exports the raw ones.
 """
 import argparse
 import os
@@ -19,27 +27,68 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='distiller checkpoint')
     parser.add_argument('dst', help='where to write the student checkpoint')
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         '--ema',
         action='store_true',
         help='export the EMA student (needs an EMAHook checkpoint)')
+    which.add_argument(
+        '--raw',
+        action='store_true',
+        help='export the raw (non-EMA) student of an EMAHook checkpoint')
     return parser.parse_args(argv)
 
 
-def extract_student(src: str, dst: str, ema: bool = False) -> int:
-    """Write the student checkpoint; returns the number of tensors."""
+def _raw_state_dict(checkpoint: dict) -> dict:
+    """The online weights of an EMAHook checkpoint, keyed as ``state_dict``
+    (the EMA copy's ``module.`` prefix removed, its ``steps`` counter
+    dropped)."""
+    return {
+        key[len('module.'):]: value
+        for key, value in checkpoint['ema_state_dict'].items()
+        if key.startswith('module.')
+    }
+
+
+def extract_student(src: str,
+                    dst: str,
+                    ema: bool = False,
+                    raw: bool = False) -> int:
+    """Write the student checkpoint.
+
+    Args:
+        src (str): A training checkpoint of a distiller.
+        dst (str): Where to write the plain student checkpoint.
+        ema (bool): Require and export the EMA weights (what validation
+            evaluated in an EMAHook run). Defaults to False: export
+            ``state_dict`` as saved, which is the same for an EMAHook run.
+        raw (bool): Export the raw weights of an EMAHook run instead.
+            Defaults to False.
+
+    Returns:
+        int: The number of tensors written.
+    """
+    if ema and raw:
+        raise ValueError('Choose --ema or --raw, not both.')
     # Our own training checkpoint (mmengine meta inside): trusted.
     checkpoint = torch.load(src, map_location='cpu', weights_only=False)
-    if ema:
-        if 'ema_state_dict' not in checkpoint:
-            raise KeyError(f'{src} has no ema_state_dict (trained without '
-                           f'EMAHook?).')
-        # EMA keys are 'module.<distiller key>' next to 'steps'.
-        checkpoint = {'state_dict': checkpoint['ema_state_dict']}
-    state = extract_state_dict(checkpoint, prefix='student.')
-    meta = dict(checkpoint.get('meta', {})) if not ema else {}
+    has_ema = 'ema_state_dict' in checkpoint
+    if ema and not has_ema:
+        raise KeyError(f'{src} has no ema_state_dict (trained without '
+                       f'EMAHook?).')
+    if raw and has_ema:
+        weights = {'state_dict': _raw_state_dict(checkpoint)}
+    else:
+        weights = checkpoint
+        if has_ema and not ema:
+            print(f'{src} was trained with EMAHook: exporting the EMA '
+                  f'weights (what validation evaluated); --raw exports the '
+                  f'raw ones.')
+    state = extract_state_dict(weights, prefix='student.')
+    meta = dict(checkpoint.get('meta', {}))
     meta = {k: v for k, v in meta.items() if k in ('epoch', 'iter', 'seed')}
     meta['distilled_from'] = osp.abspath(src)
+    meta['weights'] = 'raw' if raw or not has_ema else 'ema'
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     torch.save({'state_dict': state, 'meta': meta}, dst)
     return len(state)
@@ -47,7 +96,7 @@ def extract_student(src: str, dst: str, ema: bool = False) -> int:
 
 def main(argv=None):
     args = parse_args(argv)
-    count = extract_student(args.src, args.dst, args.ema)
+    count = extract_student(args.src, args.dst, args.ema, args.raw)
     print(f'Wrote {count} student tensors to {args.dst}')
 
 

@@ -1,3 +1,4 @@
+from .attn_projector import AttnDistillProjector
 from .layout import MapPool, MapResize, MapToTokens, TokensToMap
 from .projectors import ConvConnector, LinearConnector
 from .teacher_part import TeacherAccess, TeacherPart
@@ -10,6 +11,7 @@ from .teacher_runners import (
 from .vitkd import TokenGridResize, ViTKDGenerator, random_masking
 
 __all__ = [
+    'AttnDistillProjector',
     'LinearConnector', 'ConvConnector', 'MapPool', 'MapResize', 'MapToTokens',
     'SequentialRunner', 'SwinStageRunner', 'TeacherAccess', 'TeacherPart',
     'TeacherRunner', 'TokenGridResize', 'TokensToMap', 'ViTBlocksRunner',

@@ -9,14 +9,15 @@ import torch.nn as nn
 from mmengine.model import BaseModel
 
 from cls_kd.registry import MODELS
-from cls_kd.utils import cast_numpy_scalars
+from cls_kd.utils import cast_numpy_scalars, load_plain_student_hook
 
 from ..connectors.teacher_part import TeacherAccess
 from ..taps import StopForward
 from .captures import Captures
 from .errors import DistillerConfigError, message_with_notes
 from .schedule import Progress, StagePlan, active_terms, needs_progress
-from .teacher import FrozenTeachersMixin, TeacherSet, expected_input_size
+from .summary import log_distiller_summary
+from .teacher import FrozenTeachersMixin, TeacherSet, resolve_input_size
 from .wiring import LossWiring, touch
 
 __all__ = ['BaseDistiller']
@@ -39,10 +40,8 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
 
     Args:
         student (dict): The student's config.
-        teacher (dict, optional): One teacher, named ``'teacher'``:
-            ``dict(config=<model dict | config path>, checkpoint=<path|URL>,
-            data_preprocessor=..., override=...)``.
-        teachers (dict, optional): Several teachers, ``name -> spec``.
+        teacher (dict, optional): One teacher spec (:func:`build_teacher`).
+        teachers (dict, optional): Several, ``name -> spec``.
         taps (dict): ``name -> dict(model='student'|<teacher>, path=<dotted
             path | list | dict(pattern=..., type=...)>, selector=...,
             capture='output'|'input')``.
@@ -82,6 +81,7 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         self.student = model
         cast_numpy_scalars(self.student)
+        self.register_load_state_dict_pre_hook(load_plain_student_hook)
         if teacher is not None and teachers is not None:
             raise DistillerConfigError('Give either teacher or teachers.')
         specs = dict(teacher=teacher) if teacher is not None else dict(
@@ -115,10 +115,12 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         self.progress: Optional[Progress] = None
         self._step_terms = []
         self._idle_params = None
-        self.input_size = self._resolve_input_size(input_size)
+        self.input_size = resolve_input_size(
+            input_size, [self.student, *self.teachers.values()])
         self._install_taps()
         if dry_run:
             self._dry_run()
+        log_distiller_summary(self)
 
     # ------------------------------------------------- subclass interface
     def build_student(self, cfg: dict, data_preprocessor: Optional[dict]):
@@ -170,17 +172,6 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         if len(self.teachers):
             sources.add('logits_t')
         return sources
-
-    def _resolve_input_size(self, input_size) -> Tuple[int, int]:
-        if isinstance(input_size, int):
-            return (input_size, input_size)
-        if input_size is not None:
-            return tuple(input_size)
-        for model in [self.student, *self.teachers.values()]:
-            size = expected_input_size(model)
-            if size is not None:
-                return size
-        return (224, 224)
 
     def _install_taps(self):
         self.captures.install()
@@ -345,7 +336,8 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         selectors, loss inputs and shapes become a
         :class:`DistillerConfigError` now. Also records the order in which
         teacher taps fire, so that a teacher whose output no term reads
-        stops after its last tapped module."""
+        stops after its last tapped module, and the shapes every tap
+        captures (for the summary)."""
         inputs, data_samples = self.dummy_batch()
         modes = {m: m.training for m in self.modules()}
         self.eval()
@@ -353,7 +345,10 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
             with torch.no_grad():
                 self._loss(inputs, data_samples, self.active_terms(True))
                 for name in self.teachers:
-                    self._run_teacher(name, inputs, False, record=True)
+                    self.captures.note_shapes(
+                        self._run_teacher(name, inputs, False, record=True))
+                self.captures.record_student(
+                    lambda: self.forward_student(inputs))
         except Exception as e:
             if isinstance(e, torch.OutOfMemoryError):
                 raise

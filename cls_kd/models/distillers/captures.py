@@ -1,10 +1,10 @@
 """The taps of a distiller, grouped by the model they capture from."""
-from typing import Dict
+from typing import Callable, Dict
 
 import torch.nn as nn
 
 from ..taps import Tap, TapSet
-from .errors import DistillerConfigError
+from .errors import DistillerConfigError, describe
 
 __all__ = ['Captures']
 
@@ -17,6 +17,9 @@ class Captures:
             selector=..., capture=...)`` (see ``cls_kd.models.taps.Tap``).
         models (dict): ``'student'`` and each teacher, by name.
         reserved (set[str]): Names a tap may not take (built-in sources).
+
+    After the build-time dry run, :attr:`shapes` holds what each tap
+    captured (``name -> 'Tensor(2, 17, 64)'``), for the distiller summary.
     """
 
     def __init__(self, taps: Dict[str, dict], models: Dict[str, nn.Module],
@@ -48,6 +51,7 @@ class Captures:
             for taps_ in [self.student, *self.teachers.values()]
             for tap in taps_
         }
+        self.shapes: Dict[str, str] = {}
 
     def install(self) -> None:
         for taps in [self.student, *self.teachers.values()]:
@@ -56,6 +60,22 @@ class Captures:
     def remove(self) -> None:
         for taps in [self.student, *self.teachers.values()]:
             taps.remove()
+
+    def note_shapes(self, captured: Dict[str, object]) -> None:
+        """Keep the shapes of captured tap values (from a dry run)."""
+        self.shapes.update({
+            name: describe(value)
+            for name, value in captured.items() if name in self.owner
+        })
+
+    def record_student(self, forward: Callable[[], object]) -> None:
+        """Run ``forward`` (a student forward) with the student's taps on and
+        note the shapes they capture."""
+        self.student.enable()
+        try:
+            forward()
+        finally:
+            self.note_shapes(self.student.collect())
 
     def teachers_read(self, sources: set, first_teacher) -> Dict[str, bool]:
         """``teacher -> whether its output (logits) is read`` for every

@@ -10,6 +10,7 @@ from cls_kd.registry import MODELS
 
 from .base import BaseDistiller
 from .errors import DistillerConfigError
+from .val_teacher import TeacherValScores
 
 __all__ = ['ClassificationDistiller']
 
@@ -19,8 +20,13 @@ class ClassificationDistiller(BaseDistiller):
     """Distils frozen teachers into an mmpretrain classifier.
 
     The step returns the student's supervised loss (``loss_cls``, weighted
-    by ``student_loss_weight`` or the current stage's) plus one entry per
-    active loss term. Prediction is the student's. Besides taps and teacher
+    by ``student_loss_weight`` or the current stage's; when that weight is
+    not 1, the unweighted value is logged too, as ``cls_unweighted``, which
+    mmengine does not add to the total) plus one entry per active loss
+    term. Prediction is the student's; with ``val_teacher`` each predicted
+    sample also gets the first teacher's class probabilities
+    (``teacher_score``) for :class:`TeacherAgreementMetric`. Besides taps
+    and teacher
     outputs (``logits_t``, ``logits_<teacher>``), loss inputs may read
     ``logits_s``, ``labels`` (hard; arg-max of Mixup/CutMix scores),
     ``soft_labels``, ``epoch`` and ``iter``.
@@ -32,6 +38,11 @@ class ClassificationDistiller(BaseDistiller):
             distiller's, applied once per batch.
         student_loss_weight (float): Weight of the student's own loss
             (``1 - alpha`` of Hinton KD). Defaults to 1.0.
+        val_teacher (bool): Put ``teacher_score`` in the predictions
+            (validation/test). Defaults to True.
+        cache_val_teacher (bool): Run the teacher once per validation sample
+            and reuse its scores (see :class:`TeacherValScores`). Defaults
+            to True.
         **kwargs: See :class:`BaseDistiller` (teacher(s), taps, connectors,
             losses, stages, input_size, dry_run, data_preprocessor).
     """
@@ -39,9 +50,12 @@ class ClassificationDistiller(BaseDistiller):
     extra_sources = ('logits_s', 'labels', 'soft_labels')
 
     def __init__(self, student: dict, student_loss_weight: float = 1.0,
+                 val_teacher: bool = True, cache_val_teacher: bool = True,
                  **kwargs):
         self.__dict__['student_loss_weight'] = float(student_loss_weight)
         super().__init__(student, **kwargs)
+        self.val_scores = TeacherValScores(
+            cache_val_teacher) if val_teacher and len(self.teachers) else None
 
     def build_student(self, cfg: dict, data_preprocessor: Optional[dict]):
         if data_preprocessor is not None:
@@ -69,6 +83,9 @@ class ClassificationDistiller(BaseDistiller):
         for key, value in self.student.head._get_loss(
                 outputs['logits_s'], data_samples).items():
             losses['loss_cls' if key == 'loss' else key] = value
+        if weight != 1:
+            # No "loss" in the name: logged, not summed by parse_losses.
+            losses['cls_unweighted'] = losses['loss_cls'].detach()
         losses['loss_cls'] = losses['loss_cls'] * weight
         return losses
 
@@ -98,7 +115,17 @@ class ClassificationDistiller(BaseDistiller):
                 mode: str = 'tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
-        return self.student(inputs, data_samples, mode=mode)
+        predictions = self.student(inputs, data_samples, mode=mode)
+        if mode == 'predict' and self.val_scores is not None:
+            self.val_scores.add_to(predictions, inputs, self._val_teacher)
+        return predictions
+
+    def _val_teacher(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The first teacher's logits for validation (``ValueError`` for
+        images it cannot take)."""
+        self.teachers.check_input(inputs)
+        name = self.teachers.first
+        return self._run_teacher(name, inputs, True)[f'logits_{name}']
 
     def extract_feat(self, inputs: torch.Tensor, **kwargs):
         """The student's features (for mmpretrain tools that call it)."""

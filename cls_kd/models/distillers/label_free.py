@@ -42,8 +42,10 @@ class LabelFreeDistiller(BaseDistiller):
         student = MODELS.build(cfg)
         preprocessor = getattr(student, 'data_preprocessor', None)
         if preprocessor is None or 'data_preprocessor' not in cfg:
-            preprocessor = dict(type='ClsDataPreprocessor',
-                                **(data_preprocessor or {}))
+            preprocessor = {
+                'type': 'ClsDataPreprocessor',
+                **(data_preprocessor or {})
+            }
         return student, preprocessor
 
     def features(self, inputs: torch.Tensor):
@@ -51,6 +53,11 @@ class LabelFreeDistiller(BaseDistiller):
         if hasattr(self.student, 'extract_feat'):
             return self.student.extract_feat(inputs)
         return self.student(inputs)
+
+    def extract_feat(self, inputs: torch.Tensor):
+        """The student's features (for k-NN evaluation and mmpretrain
+        tools)."""
+        return self.features(inputs)
 
     def forward_student(self, inputs: torch.Tensor) -> dict:
         return dict(feats_s=self.features(inputs))

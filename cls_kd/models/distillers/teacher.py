@@ -1,6 +1,5 @@
 """Building frozen teachers from a config dict or an (mmpretrain) config."""
 import copy
-import os.path as osp
 from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import torch
@@ -9,64 +8,117 @@ from mmengine.config import Config, ConfigDict
 from mmengine.logging import MMLogger
 
 from cls_kd.registry import MODELS
-from cls_kd.utils import cast_numpy_scalars, load_model_weights
+from cls_kd.utils import (
+    CheckpointError,
+    cast_numpy_scalars,
+    load_model_weights,
+    resolve_config_path,
+)
+
+from .errors import DistillerConfigError
 
 __all__ = [
-    'build_teacher', 'resolve_config_path', 'expected_input_size',
+    'build_teacher', 'expected_input_size', 'resolve_input_size',
     'renormalisation', 'TeacherSet', 'FrozenTeachersMixin'
 ]
 
-_TEACHER_KEYS = {'config', 'checkpoint', 'data_preprocessor', 'override'}
+_TEACHER_KEYS = {
+    'config', 'checkpoint', 'random_init', 'prefix', 'allow_unexpected_keys',
+    'data_preprocessor', 'override'
+}
 
 
-def resolve_config_path(path: str) -> str:
-    """Path of a config file, accepting ``package::relative/path.py``."""
-    if '::' not in path:
-        return path
-    from mmengine.config.utils import (
-        _get_external_cfg_base_path,
-        _get_external_cfg_path,
-        _get_package_and_cfg_path,
-    )
-    from mmengine.utils import get_installed_path
-    package, relative = _get_package_and_cfg_path(path)
-    package_path = get_installed_path(package)
+def _checkpoint_option(name: str) -> str:
+    return 'model.teacher.checkpoint' if name == 'teacher' else \
+        f'model.teachers.{name}.checkpoint'
+
+
+def _load_weights(name: str, teacher: nn.Module,
+                  spec: dict) -> Optional[dict]:
+    """Load the teacher's checkpoint, or keep random weights when the spec
+    says ``random_init=True``; anything else is a config error. Returns
+    the loader's key report (None for random weights)."""
+    checkpoint = spec.get('checkpoint')
+    if spec.get('random_init', False):
+        if checkpoint is not None:
+            raise DistillerConfigError(
+                f'Teacher {name!r} has both checkpoint={checkpoint!r} and '
+                f'random_init=True: drop one of them.')
+        MMLogger.get_current_instance().warning(
+            f'Teacher {name!r} keeps random weights (random_init=True): '
+            f'fine for tests and benchmarks, useless for distillation.')
+        return
+    if checkpoint is None:
+        raise DistillerConfigError(
+            f'Teacher {name!r} has no checkpoint: distilling from random '
+            f'weights teaches nothing. Pass one with --cfg-options '
+            f'{_checkpoint_option(name)}=<file> (or set random_init=True in '
+            f'the teacher spec, for tests and benchmarks only).')
     try:
-        return _get_external_cfg_path(package_path, relative)
-    except ValueError:
-        return _get_external_cfg_base_path(package_path, relative)
+        return load_model_weights(
+            teacher, checkpoint, prefix=spec.get('prefix'),
+            allow_unexpected_keys=spec.get('allow_unexpected_keys', False))
+    except CheckpointError as e:
+        raise DistillerConfigError(f'Teacher {name!r}: {e}') from e
 
 
 def build_teacher(name: str,
-                  spec: dict) -> Tuple[nn.Module, Optional[dict]]:
+                  spec: dict,
+                  report: Optional[dict] = None
+                  ) -> Tuple[nn.Module, Optional[dict]]:
     """Build, load and freeze one teacher.
 
     Args:
         name (str): The teacher's name, for messages.
-        spec (dict): ``config`` (a model config dict, or the path of a config
-            file whose ``model`` is used, ``mmpretrain::`` paths accepted),
-            ``checkpoint`` (path or URL; None keeps random weights, with a
-            warning) and ``data_preprocessor`` (its ``mean``/``std``/
-            ``to_rgb``; defaults to the config file's, else the student's)
-            and ``override`` (a dict merged into the model config like a
-            child config, e.g. ``dict(backbone=dict(type='FixedDeiT3'))``).
+        spec (dict): The teacher spec:
+
+            - ``config``: a model config dict, or the path of a config file
+              whose ``model`` is used (``mmpretrain::``/``cls_kd::`` paths
+              accepted; relative paths are tried from the current directory
+              -- the tools first resolve them against the directory of the
+              config naming them, see :func:`resolve_teacher_paths`).
+            - ``checkpoint``: path or URL of the weights; required.
+            - ``random_init`` (bool): keep random weights instead (with a
+              warning); for tests and benchmarks only. Defaults to False.
+            - ``prefix`` (str): take only the checkpoint keys under this
+              prefix, stripped, e.g. ``'student.'`` to use a cls_kd
+              distiller checkpoint's student as the teacher. Defaults to
+              None.
+            - ``allow_unexpected_keys`` (bool): checkpoint keys the teacher
+              lacks are a warning instead of an error (missing keys always
+              are an error). Defaults to False.
+            - ``data_preprocessor``: its ``mean``/``std``/``to_rgb``;
+              defaults to the config file's, else the student's.
+            - ``override``: a dict merged into the model config like a child
+              config, e.g. ``dict(backbone=dict(type='FixedDeiT3'))``.
+
+        report (dict, optional): Filled with where the weights came from,
+            for the distiller summary: ``config``, ``checkpoint``, ``total``
+            (the teacher's state-dict keys), ``loaded`` and ``unexpected``
+            (checkpoint keys it lacks, when allowed).
 
     Returns:
         tuple: The frozen teacher in eval mode and its preprocessor config.
+
+    Raises:
+        DistillerConfigError: Unknown spec keys, no checkpoint (and no
+            ``random_init``), or a checkpoint that is unreadable or does not
+            fit the teacher (the message names the teacher, the file and the
+            offending keys).
     """
     unknown = set(spec) - _TEACHER_KEYS
     if 'config' not in spec or unknown:
-        raise ValueError(
+        raise DistillerConfigError(
             f'Teacher {name!r} must be dict(config=..., checkpoint=..., '
-            f'[data_preprocessor=..., override=...]); got keys '
-            f'{sorted(spec)}.')
+            f'[{", ".join(sorted(_TEACHER_KEYS - {"config", "checkpoint"}))}'
+            f']); got keys {sorted(spec)}.')
     config: Union[str, dict] = spec['config']
     preprocessor = spec.get('data_preprocessor')
     if isinstance(config, str):
-        path = resolve_config_path(config)
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'Teacher {name!r}: config {config!r} '
-                                    f'not found.')
+        try:
+            path = resolve_config_path(config)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f'Teacher {name!r}: {e}') from None
         file_cfg = Config.fromfile(path)
         model_cfg = file_cfg.model
         if preprocessor is None:
@@ -83,13 +135,15 @@ def build_teacher(name: str,
     model_cfg.pop('init_cfg', None)
     teacher = MODELS.build(model_cfg)
     cast_numpy_scalars(teacher)
-    checkpoint = spec.get('checkpoint')
-    if checkpoint is None:
-        MMLogger.get_current_instance().warning(
-            f'Teacher {name!r} has no checkpoint: it keeps random weights '
-            f'(fine for tests and benchmarks, useless for distillation).')
-    else:
-        load_model_weights(teacher, checkpoint)
+    result = _load_weights(name, teacher, spec)
+    if report is not None:
+        total = len(teacher.state_dict())
+        report.update(
+            config=config if isinstance(config, str) else
+            f'a model dict ({model_cfg["type"]})',
+            checkpoint=spec.get('checkpoint'), total=total,
+            loaded=total - len(result['missing_keys']) if result else 0,
+            unexpected=len(result['unexpected_keys']) if result else 0)
     teacher.requires_grad_(False)
     teacher.eval()
     return teacher, preprocessor
@@ -114,6 +168,22 @@ def expected_input_size(model: nn.Module) -> Optional[Tuple[int, int]]:
                 size = (size, size) if isinstance(size, int) else tuple(size)
                 return tuple(int(s) for s in size)
     return None
+
+
+def resolve_input_size(input_size: Optional[Union[int, Tuple[int, int]]],
+                       models) -> Tuple[int, int]:
+    """A distiller's image size: ``input_size`` if given, else the first
+    fixed patch-embedding size among ``models`` (see
+    :func:`expected_input_size`), else 224x224."""
+    if isinstance(input_size, int):
+        return (input_size, input_size)
+    if input_size is not None:
+        return tuple(input_size)
+    for model in models:
+        size = expected_input_size(model)
+        if size is not None:
+            return size
+    return (224, 224)
 
 
 def renormalisation(student_pre: nn.Module, teacher_pre: Optional[dict]):
@@ -153,6 +223,9 @@ class TeacherSet:
     DDP wrapper, and ``train()`` never reaches them. The distiller forwards
     ``_apply`` (``.to()``/``.cuda()``) and shares them with its copies.
 
+    :attr:`reports` tells, per teacher, where its weights came from (see
+    :func:`build_teacher`).
+
     Args:
         specs (dict): ``name -> teacher spec`` (see :func:`build_teacher`).
         student_preprocessor (nn.Module): The student's data preprocessor;
@@ -166,6 +239,7 @@ class TeacherSet:
         self._models: Dict[str, nn.Module] = {}
         self._renorm: Dict[str, tuple] = {}
         self._checked_sizes = set()
+        self.reports: Dict[str, dict] = {}
         for name, spec in specs.items():
             clash = name in reserved or f'logits_{name}' in reserved
             if not name.isidentifier() or clash:
@@ -173,7 +247,8 @@ class TeacherSet:
                     f'Teacher name {name!r} is not allowed: it must be an '
                     f'identifier and neither it nor logits_{name} may be a '
                     f'built-in source ({sorted(reserved)}).')
-            self._models[name], preprocessor = build_teacher(name, spec)
+            self._models[name], preprocessor = build_teacher(
+                name, spec, self.reports.setdefault(name, {}))
             renorm = renormalisation(student_preprocessor, preprocessor)
             if renorm is not None:
                 self._renorm[name] = renorm

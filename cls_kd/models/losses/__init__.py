@@ -1,4 +1,10 @@
 """Distillation losses: the logit family and feature losses."""
+from .attn_distill import (
+    AttnDistillAlignLoss,
+    AttnDistillAttentionLoss,
+    attn_distill_align_loss,
+    attn_distill_attention_loss,
+)
 from .cnn_feature import (
     AttentionTransferLoss,
     ChannelWiseDivergenceLoss,
@@ -28,6 +34,8 @@ from .vitkd import (
 
 __all__ = [
     'AttentionTransferLoss',
+    'AttnDistillAlignLoss',
+    'AttnDistillAttentionLoss',
     'ChannelWiseDivergenceLoss',
     'DKDLoss',
     'DeiTDistillLoss',
@@ -41,6 +49,8 @@ __all__ = [
     'ViTKDMimicLoss',
     'attention_map',
     'attention_transfer_loss',
+    'attn_distill_align_loss',
+    'attn_distill_attention_loss',
     'channel_wise_divergence_loss',
     'deit_hard_loss',
     'deit_soft_loss',

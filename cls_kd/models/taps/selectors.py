@@ -124,7 +124,12 @@ def token_grid(num_tokens: int,
 
 @TAP_SELECTORS.register_module(name='patch_map')
 def select_patch_map(value, ctx, hw=None):
-    """Patch tokens as a feature map (B, C, H, W); square grid by default."""
+    """Patch tokens as a feature map (B, C, H, W); square grid by default.
+
+    Args:
+        hw (tuple[int], optional): The grid (H, W) of the patch tokens.
+            Defaults to None (a square grid).
+    """
     tokens = select_patch_tokens(value, ctx)
     B, N, C = tokens.shape
     h, w = token_grid(N, hw, 'Selector patch_map')
@@ -133,7 +138,11 @@ def select_patch_map(value, ctx, hw=None):
 
 @TAP_SELECTORS.register_module(name='index')
 def select_index(value, ctx, index=-1):
-    """Element ``index`` of a tuple/list output (e.g. a backbone's stages)."""
+    """Element ``index`` of a tuple/list output (e.g. a backbone's stages).
+
+    Args:
+        index (int): The element. Defaults to -1 (the last).
+    """
     if not isinstance(value, (tuple, list)):
         raise ValueError(f'Selector index expects a tuple/list output, got '
                          f'{type(value).__name__}.')
@@ -150,6 +159,10 @@ def select_attn_probs(value, ctx, query=None):
     pay for the explicit matrix. ``query=None`` gives (B, heads, N, N);
     ``'cls'`` or an int one query row, (B, heads, N); a list of ints those
     rows, (B, heads, len(query), N).
+
+    Args:
+        query (None | str | int | list[int]): Which query rows: None (all),
+            ``'cls'`` (row 0), an int or a list of ints. Defaults to None.
     """
     return attention_probs(ctx.module, ctx.inputs, ctx.kwargs, query)
 

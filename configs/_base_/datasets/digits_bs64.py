@@ -49,3 +49,6 @@ val_dataloader = dict(
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
+# The lr of the digits schedules is set for 1 process x 64 images:
+# `tools/train.py --auto-scale-lr` scales it to the actual total batch.
+auto_scale_lr = dict(base_batch_size=64)

@@ -10,7 +10,16 @@ model = dict(
     type='ClassificationDistiller',
     student={{_base_.model}},
     teacher=dict(
-        config='configs/digits/deit3-6x128-p8_1xb64_digits.py',
+        config='{{fileDirname}}/../../digits/deit3-6x128-p8_1xb64_digits.py',
         checkpoint=None),
     losses=dict(),
 )
+
+# Validation also reports the teacher's top-1 and how closely the student
+# follows it (teacher/top1, teacher/agreement, teacher/kl); the teacher runs
+# once per val image and its scores are reused in later validations.
+val_evaluator = [
+    dict(type='Accuracy', topk=(1, )),
+    dict(type='TeacherAgreementMetric'),
+]
+test_evaluator = val_evaluator

@@ -3,6 +3,8 @@
 # epochs) and mmpretrain's ResNet-34 teacher. Method configs add `losses`.
 _base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
 default_scope = 'cls_kd'
+# Crash-safe checkpoints (atomic writes, old ones removed last).
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 model = dict(
     _delete_=True,

@@ -298,7 +298,7 @@ def test_distiller_binds_the_teacher():
     model = MODELS.build(dict(
         type='ClassificationDistiller',
         student=vit(32),
-        teacher=dict(config=vit(48), checkpoint=None),
+        teacher=dict(config=vit(48), checkpoint=None, random_init=True),
         taps=dict(s_tok=dict(path='backbone.layers.1'),
                   t_tok=dict(model='teacher', path='backbone.ln1')),
         connectors=dict(

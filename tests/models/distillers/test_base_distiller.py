@@ -39,7 +39,7 @@ class FailingLoss(nn.Module):
 
 
 def teacher(tiny_vit):
-    return dict(config=tiny_vit(48, 3), checkpoint=None)
+    return dict(config=tiny_vit(48, 3), checkpoint=None, random_init=True)
 
 
 def label_free(tiny_vit, **kwargs):

@@ -77,7 +77,8 @@ def vit(width=32, depth=2, img_size=32, **backbone):
 
 
 def teacher_spec(**kwargs):
-    return dict(config=vit(48, 3, **kwargs), checkpoint=None)
+    return dict(config=vit(48, 3, **kwargs), checkpoint=None,
+                random_init=True)
 
 
 def build(**kwargs):
@@ -536,7 +537,7 @@ def test_distill_disabled():
     assert not model.distill_enabled
     inputs, data_samples = batch()
     losses = model.loss(inputs, data_samples)
-    assert list(losses) == ['loss_cls']
+    assert list(losses) == ['loss_cls', 'cls_unweighted']
     assert teacher_calls == []
     torch.testing.assert_close(losses['loss_cls'],
                                0.5 * student_ce(model, inputs, [3, 7]))

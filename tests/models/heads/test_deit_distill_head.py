@@ -72,7 +72,8 @@ def deit_distiller():
                         type='VisionTransformerClsHead',
                         num_classes=10,
                         in_channels=48)),
-                checkpoint=None),
+                checkpoint=None,
+                random_init=True),
             taps=dict(s_dist=dict(path='head.layers.head_dist')),
             losses=dict(
                 loss_deit=dict(

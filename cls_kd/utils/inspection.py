@@ -1,0 +1,251 @@
+"""What the inspection tools (``tools/analysis/print_taps.py``,
+``tools/analysis/visualize_distill.py``) share: building a config's models,
+and turning captured attention and features into 2-D maps.
+
+A distiller config gives its student and teachers by name; any other model
+config (e.g. an mmpretrain classifier) gives one model named ``'model'``.
+"""
+import copy
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.registry import init_default_scope
+
+from cls_kd.models.taps import token_grid
+from cls_kd.registry import MODELS
+
+from .checkpoint import extract_state_dict, load_model_weights
+from .config_paths import resolve_config_path, resolve_teacher_paths
+
+__all__ = [
+    'load_config', 'teacher_specs', 'build_config_models', 'forward_model',
+    'config_input_size', 'load_student_weights', 'last_attention_modules',
+    'AttentionMap', 'attention_map', 'feature_map'
+]
+
+
+def load_config(path: str) -> Config:
+    """Read a config (``mmpretrain::`` paths accepted; teacher config paths
+    resolved as the training tools do), import cls_kd's and mmpretrain's
+    modules and enter the config's default scope."""
+    import cls_kd
+    cls_kd.register_all_modules(init_default_scope=False)
+    cfg = resolve_teacher_paths(Config.fromfile(resolve_config_path(path)))
+    init_default_scope(cfg.get('default_scope', 'cls_kd'))
+    return cfg
+
+
+def _is_distiller(model_cfg: dict) -> bool:
+    from cls_kd.models.distillers import BaseDistiller
+    cls = model_cfg.get('type')
+    cls = MODELS.get(cls) if isinstance(cls, str) else cls
+    return isinstance(cls, type) and issubclass(cls, BaseDistiller)
+
+
+def teacher_specs(model_cfg: dict) -> Dict[str, dict]:
+    """The teacher specs of a distiller config, ``name -> spec`` (the
+    config's own dicts, so that editing them edits the config)."""
+    if model_cfg.get('teacher') is not None:
+        return dict(teacher=model_cfg['teacher'])
+    return dict(model_cfg.get('teachers') or {})
+
+
+def build_config_models(
+        cfg: Config,
+        teacher_checkpoints: Optional[Dict[str, str]] = None,
+        random_teachers: bool = False
+) -> Tuple[nn.Module, Dict[str, nn.Module]]:
+    """Build ``cfg.model`` in eval mode, without a dry run.
+
+    Args:
+        cfg (Config): A loaded config (see :func:`load_config`).
+        teacher_checkpoints (dict, optional): ``teacher name -> checkpoint``
+            replacing the config's.
+        random_teachers (bool): Build every teacher with random weights
+            (for tools that only need shapes). Defaults to False.
+
+    Returns:
+        tuple: The built model and its models by name: ``'student'`` and
+        each teacher for a distiller, else ``{'model': model}``.
+    """
+    model_cfg = copy.deepcopy(cfg.model)
+    if not _is_distiller(model_cfg):
+        if teacher_checkpoints:
+            raise ValueError(f'{model_cfg.get("type")} is not a distiller: '
+                             f'it has no teacher to load.')
+        model = MODELS.build(model_cfg).eval()
+        return model, dict(model=model)
+    specs = teacher_specs(model_cfg)
+    unknown = set(teacher_checkpoints or {}) - set(specs)
+    if unknown:
+        raise ValueError(f'No teacher {sorted(unknown)} in the config; '
+                         f'teachers: {sorted(specs)}.')
+    for name, spec in specs.items():
+        if random_teachers:
+            spec['checkpoint'], spec['random_init'] = None, True
+        elif name in (teacher_checkpoints or {}):
+            spec['checkpoint'] = teacher_checkpoints[name]
+            spec.pop('random_init', None)
+    model_cfg['dry_run'] = False
+    if model_cfg.get('data_preprocessor') is None and cfg.get(
+            'data_preprocessor') is not None:
+        model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
+    distiller = MODELS.build(model_cfg).eval()
+    return distiller, dict(student=distiller.student,
+                           **dict(distiller.teachers.items()))
+
+
+def forward_model(model: nn.Module, inputs: torch.Tensor):
+    """One inference forward of a model built from a config (an mmengine
+    model in ``'tensor'`` mode, any other module called directly)."""
+    with torch.no_grad():
+        if isinstance(model, BaseModel):
+            return model(inputs, mode='tensor')
+        return model(inputs)
+
+
+def _pipeline_size(pipeline) -> Optional[Tuple[int, int]]:
+    """(H, W) of the images a test pipeline produces, when it fixes it:
+    its last crop or resize to a given size (``ResizeEdge`` fixes one side
+    only and is skipped)."""
+    size = None
+    for transform in pipeline or []:
+        if transform.get('crop_size') is not None:
+            value = transform['crop_size']
+        elif transform.get('type') == 'Resize':
+            value = transform.get('scale')
+        else:
+            continue
+        if isinstance(value, int):
+            size = (value, value)
+        elif isinstance(value, (tuple, list)) and len(value) == 2:
+            size = (int(value[1]), int(value[0]))  # mmcv sizes are (w, h)
+    return size
+
+
+def config_input_size(cfg: Config, model: nn.Module) -> Tuple[int, int]:
+    """The image size a config's model runs at: a distiller's
+    ``input_size``, a fixed patch embedding's, the test pipeline's, or
+    224."""
+    from cls_kd.models.distillers.teacher import expected_input_size
+    size = getattr(model, 'input_size', None) or expected_input_size(model)
+    if size is not None:
+        return tuple(size)
+    for loader in ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        size = _pipeline_size(dataset.get('pipeline'))
+        if size is not None:
+            return size
+    return (224, 224)
+
+
+def load_student_weights(student: nn.Module, path: str) -> int:
+    """Load a distiller checkpoint's ``student.*`` weights, or a plain
+    (exported) student checkpoint, into ``student``.
+
+    Args:
+        student (nn.Module): The distiller's student.
+        path (str): The checkpoint.
+
+    Returns:
+        int: The number of tensors loaded.
+
+    Raises:
+        CheckpointError: The checkpoint does not fit the student (missing,
+            unexpected or differently shaped keys).
+    """
+    # Our own training checkpoints (mmengine meta inside): trusted.
+    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    state = extract_state_dict(checkpoint)
+    prefix = 'student.' if any(k.startswith('student.')
+                               for k in state) else None
+    load_model_weights(student, path, prefix=prefix)
+    return len(student.state_dict())
+
+
+def last_attention_modules(models: Dict[str, nn.Module]) -> List[tuple]:
+    """``(model name, module path)`` of the last module of each model whose
+    class token attention the ``attn_probs`` selector can reproduce
+    (models without one are left out).
+
+    Args:
+        models (dict): ``name -> model``.
+    """
+    from cls_kd.models.taps.attention import check_attention
+    found = []
+    for owner, model in models.items():
+        last = None
+        for name, module in model.named_modules():
+            try:
+                check_attention(module, 'cls')
+            except (TypeError, ValueError):
+                continue
+            last = name
+        if last is not None:
+            found.append((owner, last))
+    return found
+
+
+@dataclass
+class AttentionMap:
+    """The class token's attention of one module for a batch.
+
+    Args:
+        cls_row (ndarray): The whole row, (B, heads, N), summing to 1.
+        prefix (int): Leading class/distillation tokens in the row.
+        maps (ndarray): Its patch entries on the grid, (B, heads, h, w).
+    """
+    cls_row: np.ndarray
+    prefix: int
+    maps: np.ndarray
+
+
+def attention_map(cls_row: torch.Tensor, prefix: int) -> AttentionMap:
+    """The patch entries of class token attention rows on their grid.
+
+    Args:
+        cls_row (Tensor): ``attn_probs`` with ``query='cls'``,
+            (B, heads, N).
+        prefix (int): Class/distillation tokens in front of the patches.
+    """
+    h, w = token_grid(cls_row.shape[-1] - prefix, who='attention row',
+                      option=None)
+    maps = cls_row[..., prefix:].reshape(*cls_row.shape[:2], h, w)
+    return AttentionMap(cls_row.numpy(), prefix, maps.numpy())
+
+
+def feature_map(value: torch.Tensor, prefix: int,
+                reduce: str = 'pca') -> np.ndarray:
+    """One value per position of a feature map, (B, h, w).
+
+    Args:
+        value (Tensor): A map (B, C, H, W) or tokens (B, N, C).
+        prefix (int): Leading tokens to drop (tokens only); the rest must
+            form a square grid.
+        reduce (str): ``'pca'``: the projection on the first principal
+            component of the image's positions, its sign chosen so that the
+            largest entry is positive; ``'mean'``: the channel mean.
+    """
+    if value.dim() == 4:
+        B, C, h, w = value.shape
+        points = value.flatten(2).transpose(1, 2)  # B, h*w, C
+    elif value.dim() == 3:
+        points = value[:, prefix:]
+        B, P, C = points.shape
+        h, w = token_grid(P, who='feature tokens', option=None)
+    else:
+        raise ValueError(f'a feature map needs B×C×H×W or B×N×C, got shape '
+                         f'{tuple(value.shape)}')
+    points = points.double()
+    if reduce == 'mean':
+        return points.mean(-1).reshape(B, h, w).numpy()
+    centred = points - points.mean(dim=1, keepdim=True)
+    direction = torch.linalg.svd(centred, full_matrices=False)[2][:, 0]
+    proj = torch.einsum('bpc,bc->bp', centred, direction)  # B, P
+    peak = proj.gather(1, proj.abs().argmax(1, keepdim=True))
+    return (proj * peak.sign()).reshape(B, h, w).numpy()

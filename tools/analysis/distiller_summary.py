@@ -1,0 +1,79 @@
+"""Print what a distiller config builds: teachers (config, checkpoint, keys
+loaded, parameters), taps with their dry-run shapes, connectors, loss terms
+(inputs, weights, schedules) and stages -- the block that training logs
+when it builds the model.
+
+    python tools/analysis/distiller_summary.py CONFIG [--random-teachers]
+        [--cfg-options key=value ...]
+
+Example::
+
+    python tools/analysis/distiller_summary.py \\
+        configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py --random-teachers
+"""
+import argparse
+import copy
+import logging
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
+
+import cls_kd
+from cls_kd.models.distillers import BaseDistiller
+from cls_kd.models.distillers.summary import distiller_summary
+from cls_kd.registry import MODELS
+from cls_kd.utils import resolve_teacher_paths
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Print the summary of a cls_kd distiller config.')
+    parser.add_argument('config', help='distiller config file path')
+    parser.add_argument(
+        '--random-teachers',
+        action='store_true',
+        help='build the teachers with random weights (no checkpoint '
+        'needed; the keys-loaded line then says RANDOM)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    """Build the config's distiller; print and return its summary."""
+    args = parse_args(argv)
+    cls_kd.register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    resolve_teacher_paths(cfg)
+    init_default_scope(cfg.get('default_scope', 'cls_kd'))
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    if args.random_teachers:
+        specs = [model_cfg['teacher']] if model_cfg.get('teacher') else list(
+            (model_cfg.get('teachers') or {}).values())
+        for spec in specs:
+            spec.update(checkpoint=None, random_init=True)
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # building logs the same summary
+    try:
+        model = MODELS.build(model_cfg)
+    finally:
+        logger.setLevel(level)
+    if not isinstance(model, BaseDistiller):
+        raise SystemExit(f'distiller_summary.py: error: {args.config} builds '
+                         f'a {type(model).__name__}, not a distiller.')
+    text = distiller_summary(model)
+    print(text)
+    return text
+
+
+if __name__ == '__main__':
+    main()
