@@ -25,6 +25,7 @@ from cls_kd.models.distillers import BaseDistiller
 from cls_kd.models.distillers.summary import distiller_summary
 from cls_kd.registry import MODELS
 from cls_kd.utils import resolve_teacher_paths
+from cls_kd.utils.inspection import teacher_specs
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -56,9 +57,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if args.random_teachers:
-        specs = [model_cfg['teacher']] if model_cfg.get('teacher') else list(
-            (model_cfg.get('teachers') or {}).values())
-        for spec in specs:
+        for spec in teacher_specs(model_cfg).values():
             spec.update(checkpoint=None, random_init=True)
     logger = MMLogger.get_current_instance()
     level = logger.level
