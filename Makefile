@@ -3,13 +3,14 @@
 #   make demo   the digits demo: teacher, student, student + KD, 3 seeds
 #   make vitkd-digits  ViTKD / NKD / both vs. baseline on digits, 3 seeds
 #   make attndistill-digits  label-free AttnDistill on digits (k-NN), 3 seeds
+#   make scalekd-digits  ScaleKD vs KD vs alone, CNN and Mixer students, 3 seeds
 #   make test   linter + test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cls_kd-installed
 
-.PHONY: env demo vitkd-digits attndistill-digits test lint clean
+.PHONY: env demo vitkd-digits attndistill-digits scalekd-digits test lint clean
 
 env: $(STAMP)
 
@@ -33,6 +34,9 @@ vitkd-digits: env
 
 attndistill-digits: env
 	$(PY) tools/run_digits_demo.py --experiment attndistill
+
+scalekd-digits: env
+	$(PY) tools/run_digits_demo.py --experiment scalekd
 
 lint: env
 	$(VENV)/bin/ruff check .

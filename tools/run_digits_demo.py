@@ -1,6 +1,6 @@
 """Digits experiments: a teacher, students with and without it, several seeds.
 
-    python tools/run_digits_demo.py [--experiment kd|vitkd|attndistill]
+    python tools/run_digits_demo.py [--experiment kd|vitkd|attndistill|scalekd]
                                     [--seeds 0 1 2]
                                     [--work-dir DIR]
 
@@ -9,8 +9,10 @@ student alone and with logit KD. ``vitkd`` (``make vitkd-digits``): a DeiT III
 teacher trained once, then the student alone, + ViTKD, + NKD, + ViTKD + NKD
 for every seed. ``attndistill`` (``make attndistill-digits``): a ViT 4x64
 teacher, then label-free students (random init, + L_c, + L_c + L_a),
-evaluated by k-NN on their class token. Runs use ``tools/train.py``;
-distilled students are exported with
+evaluated by k-NN on their class token. ``scalekd`` (``make
+scalekd-digits``): a ViT teacher trained once, then a CNN and an
+MLP-Mixer student, each alone, + KD and + ScaleKD, for every seed. Runs use
+``tools/train.py``; distilled students are exported with
 ``tools/model_converters/extract_student.py``; everything is evaluated
 with ``tools/test.py`` on the val split. Prints mean ± std top-1 and writes
 ``results.json`` / ``results.md`` to the work dir, where the logs and
@@ -44,6 +46,9 @@ class Run:
     # student by k-NN), not exported.
     export: bool = True
     test_config: Optional[str] = None  # default: own / the student config
+    # The plain student config its exported student is tested with (default:
+    # the experiment's student_config).
+    student_config: Optional[str] = None
     metric: str = 'accuracy/top1'
     knn: bool = False  # its config has k-NN feature banks to point at data
     epochs: Optional[int] = None  # fixed, whatever --epochs says
@@ -63,6 +68,9 @@ class Experiment:
 
 _ATTN_CFG = ('configs/attndistill/'
              'attndistill_vit-4x64-p8_vit-4x32-p8_1xb64_digits.py')
+
+_CNN_CFG = 'configs/digits/resnet18-c4_1xb64_digits.py'
+_MIXER_CFG = 'configs/digits/mixer-4x32-p8_1xb64_digits.py'
 
 EXPERIMENTS = {
     # `make demo`: logit KD from a CNN teacher into a tiny ViT.
@@ -129,6 +137,33 @@ EXPERIMENTS = {
         ],
         teacher_per_seed=False,
         work_dir='work_dirs/attndistill_digits'),
+    # `make scalekd-digits`: ScaleKD from a ViT teacher into a CNN and
+    # an MLP-Mixer student, against each alone and with logit KD only
+    # (configs/scalekd/README.md).
+    'scalekd':
+    Experiment(
+        teacher=Run('teacher', 'Teacher: ViT 4x64, 40 epochs (seed 0)',
+                    'configs/digits/vit-t4-p8_1xb64_digits.py'),
+        student_config=_CNN_CFG,
+        students=[
+            Run('cnn', 'CNN student: ResNet-18 (4 ch), alone', _CNN_CFG),
+            Run('cnn_kd', 'CNN student: + KD',
+                'configs/scalekd/kd_vit-4x64-p8_resnet18-c4_1xb64_'
+                'digits.py', True),
+            Run('cnn_scalekd', 'CNN student: + ScaleKD',
+                'configs/scalekd/scalekd_vit-4x64-p8_resnet18-c4_1xb64_'
+                'digits.py', True),
+            Run('mixer', 'MLP student: Mixer 4x32, alone', _MIXER_CFG,
+                student_config=_MIXER_CFG),
+            Run('mixer_kd', 'MLP student: + KD',
+                'configs/scalekd/kd_vit-4x64-p8_mixer-4x32-p8_1xb64_'
+                'digits.py', True, student_config=_MIXER_CFG),
+            Run('mixer_scalekd', 'MLP student: + ScaleKD',
+                'configs/scalekd/scalekd_vit-4x64-p8_mixer-4x32-p8_1xb64_'
+                'digits.py', True, student_config=_MIXER_CFG),
+        ],
+        teacher_per_seed=False,
+        work_dir='work_dirs/scalekd_digits'),
 }
 
 
@@ -393,7 +428,7 @@ def main(argv=None):
             ckpt = exported
         config = run_.test_config or (
             run_.config if is_teacher or not run_.export else
-            exp.student_config)
+            run_.student_config or exp.student_config)
         acc = test(config, ckpt, osp.join(s_dir, 'test'),
                    test_options if run_.test_config or not run_.export
                    else (), run_.metric)

@@ -182,6 +182,26 @@ def _plain(value):
     return value
 
 
+def load_strictly(runner, checkpoint: str, config: str) -> None:
+    """Load ``checkpoint`` into the runner's model; any missing or
+    unexpected key is an error naming the first keys of each kind."""
+    try:
+        runner.load_checkpoint(checkpoint, map_location='cpu', strict=True)
+    except RuntimeError as e:
+        lines = []
+        for line in str(e).splitlines():
+            head, sep, keys = line.partition(': ')
+            if sep and 'state_dict' in head:
+                keys = keys.split(', ')
+                more = f' ... ({len(keys)} in all)' if len(keys) > 10 else ''
+                line = f'{head}: {", ".join(keys[:10])}{more}'
+            if line:
+                lines.append(line)
+        raise RuntimeError(
+            f'{checkpoint} does not fit the model of {config}: ' +
+            '\n'.join(lines)) from None
+
+
 def main(argv=None):
     args = parse_args(argv)
     cls_kd.register_all_modules(init_default_scope=False)
@@ -190,11 +210,15 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     apply_launch_args(cfg, args.config, args.work_dir, args.launcher)
     resolve_teacher_paths(cfg)
-    cfg.load_from = args.checkpoint
+    # Loaded strictly below, not through load_from: mmengine's load_from
+    # only warns when the checkpoint does not fit the model, and a test of
+    # the wrong model then reports chance-level accuracy.
+    cfg.load_from = None
     merge_test_args(cfg, args)
     check_data_roots(cfg, ('test_dataloader', ))
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    load_strictly(runner, args.checkpoint, args.config)
     if args.out_item == 'pred':
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         runner.test_evaluator.metrics.append(

@@ -7,8 +7,10 @@
 #       checkpoints/attndistill_vit-small-p16.pth
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last).
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+# Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
+# scope: the hook dict inherited from mmpretrain carries its scope.
+default_hooks = dict(
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
 
 model = dict(
     type='ImageClassifier',

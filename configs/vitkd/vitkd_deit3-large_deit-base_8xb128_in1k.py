@@ -10,8 +10,10 @@ _base_ = [
     '../_base_/teachers/deit3-large-p16_in21k-pre_in1k.py',
 ]
 default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last).
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+# Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
+# scope: the hook dict inherited from mmpretrain carries its scope.
+default_hooks = dict(
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
 
 model = dict(
     _delete_=True,

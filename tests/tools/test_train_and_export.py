@@ -273,3 +273,24 @@ def test_dist_train_two_processes_gloo(repo_root, digits_root, tmp_path):
     assert "'backend': 'gloo'" in log
     assert 'Distributed training: True' in log
     assert 'loss_kd' in log
+
+
+def test_test_tool_refuses_a_checkpoint_of_another_model(trained, repo_root,
+                                                         digits_root,
+                                                         tmp_path):
+    """mmengine's load_from only warns on a mismatch and the test then
+    scores random weights; tools/test.py loads strictly."""
+    student_ckpt = str(tmp_path / 'student.pth')
+    _tool(repo_root, 'model_converters/extract_student').extract_student(
+        osp.join(trained['work_dir'], 'epoch_3.pth'), student_ckpt)
+    test_tool = _tool(repo_root, 'test')
+    with pytest.raises(RuntimeError, match=r'(?s)does not fit the model of .*'
+                       r'resnet18-c4.*unexpected key.*cls_token.*missing '
+                       r'keys.*conv1.*\(\d+ in all\)'):
+        test_tool.main([
+            osp.join(repo_root, 'configs/digits/resnet18-c4_1xb64_digits.py'),
+            student_ckpt, '--work-dir', str(tmp_path), '--cfg-options',
+            f'test_dataloader.dataset.data_root={digits_root}',
+            'test_dataloader.num_workers=0',
+            'test_dataloader.persistent_workers=False'
+        ])

@@ -143,13 +143,20 @@ class ViTBlocksRunner(TeacherRunner):
             (``avg_featmap``'s ``ln2``) is never applied. Defaults to True.
         backbone (str): Path of the backbone in the teacher ('' when the
             teacher is the backbone). Defaults to ``'backbone'``.
+        add_prefix (bool): The input is patch tokens only (B, H*W, C), e.g.
+            a projector's output: prepend the backbone's own frozen class
+            (and distillation) tokens, with their position embedding when
+            the backbone's covers them, and return the patch tokens only.
+            BEiT's relative position bias needs them. Defaults to False.
     """
 
     def __init__(self, start: int, end: Optional[int] = None,
-                 final_norm: bool = True, backbone: str = 'backbone'):
+                 final_norm: bool = True, backbone: str = 'backbone',
+                 add_prefix: bool = False):
         self.start, self.end = start, end
         self.final_norm = final_norm
         self.backbone = backbone
+        self.add_prefix = add_prefix
         self._bound = None
 
     def bind(self, model: nn.Module) -> None:
@@ -178,13 +185,34 @@ class ViTBlocksRunner(TeacherRunner):
             blocks=blocks, norm=norm,
             extra_arg=_vit_block_arg(blocks[0], owner),
             rel_pos_bias=getattr(backbone, 'rel_pos_bias', None),
-            num_prefix_tokens=backbone.num_extra_tokens)
+            num_prefix_tokens=backbone.num_extra_tokens,
+            backbone=backbone if self.add_prefix else None)
+        if self.add_prefix and backbone.num_extra_tokens == 0:
+            raise ValueError(f'{owner}: add_prefix=True, but the backbone '
+                             f'has no class or distillation token.')
+
+    @staticmethod
+    def _prefix(backbone: nn.Module, like: torch.Tensor) -> torch.Tensor:
+        """The backbone's extra tokens as its forward adds them (with
+        their position embedding if its ``pos_embed`` covers them)."""
+        n = backbone.num_extra_tokens
+        tokens = [backbone.cls_token]
+        if n > 1:
+            tokens.append(backbone.dist_token)
+        prefix = torch.cat(tokens, dim=1)[:, :n]
+        pos = getattr(backbone, 'pos_embed', None)
+        patches = math.prod(backbone.patch_resolution)
+        if pos is not None and pos.shape[1] == patches + n:
+            prefix = prefix + pos[:, :n]
+        return prefix.to(like.dtype).expand(like.shape[0], -1, -1)
 
     def __call__(self, x: torch.Tensor,
                  hw_shape: Optional[HW] = None) -> torch.Tensor:
         """x: (B, N, C) tokens. hw_shape: the patch grid (H, W), used only
         by blocks that take it (EVA-02); a square grid when omitted."""
         parts = self._parts()
+        if parts.backbone is not None:
+            x = torch.cat([self._prefix(parts.backbone, x), x], dim=1)
         extra = ()
         if parts.extra_arg == 'rel_pos_bias':
             # As BEiTViT.forward: one bias from the shared module, or None.
@@ -197,6 +225,8 @@ class ViTBlocksRunner(TeacherRunner):
             x = block(x, *extra)
         if parts.norm is not None:
             x = parts.norm(x)
+        if parts.backbone is not None:
+            x = x[:, parts.num_prefix_tokens:]
         return x
 
 

@@ -284,7 +284,10 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         """
         return self._loss(inputs, data_samples, self.active_terms())
 
-    def _loss(self, inputs, data_samples, active: list) -> dict:
+    def _loss(self, inputs, data_samples, active: list,
+              record: Optional[dict] = None) -> dict:
+        """``record`` (dry run): filled with each run teacher's captures,
+        run in full with the firing order of its taps recorded."""
         read = self.teachers_to_run(active)
         values = {}
         if read:
@@ -294,7 +297,11 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
                 raise DistillerConfigError(str(e)) from None
         for name in self.teachers:
             if name in read:
-                values.update(self._run_teacher(name, inputs, read[name]))
+                captured = self._run_teacher(name, inputs, read[name],
+                                             record=record is not None)
+                if record is not None:
+                    record[name] = captured
+                values.update(captured)
         if f'logits_{self.teachers.first}' in values:
             values['logits_t'] = values[f'logits_{self.teachers.first}']
         self.captures.student.enable()
@@ -343,10 +350,12 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         self.eval()
         try:
             with torch.no_grad():
-                self._loss(inputs, data_samples, self.active_terms(True))
-                for name in self.teachers:
-                    self.captures.note_shapes(
-                        self._run_teacher(name, inputs, False, record=True))
+                recorded = {}
+                self._loss(inputs, data_samples, self.active_terms(True),
+                           recorded)
+                for name in self.teachers:  # one pass per teacher
+                    self.captures.note_shapes(recorded.get(name) or (
+                        self._run_teacher(name, inputs, False, record=True)))
                 self.captures.record_student(
                     lambda: self.forward_student(inputs))
         except Exception as e:

@@ -49,6 +49,8 @@ def _teacher_lines(model) -> List[str]:
     lines = []
     for name, teacher in model.teachers.items():
         lines.append(f'  {name}: {_model_type(teacher)}, {_params(teacher)}')
+        if name in getattr(model.teachers, 'train_mode', ()):
+            lines.append('    mode: follows train() (train_mode=True)')
         report = reports.get(name)
         if report is None:
             lines.append('    weights: not reported by the loader')
@@ -151,14 +153,16 @@ def distiller_summary(model) -> str:
         f'  {name}: {type(c).__name__}, {_params(c)}'
         for name, c in model.connectors.items()
     ] or ['  (none)']
+    n_conn = sum(p.numel() for p in model.connectors.parameters())
     body = [
         f'{type(model).__name__}',
         f'Student: {_model_type(model.student)}, {_params(model.student)}',
-        'Teachers (frozen, eval mode, outside the checkpoints):',
+        'Teachers (frozen, eval mode unless said, outside the checkpoints):',
         *_teacher_lines(model),
         f'Taps (shapes from the build-time dry run, 2 images of {size}):',
         *_tap_lines(model),
-        'Connectors (trained with the student):',
+        f'Connectors (trained with the student, {_count(n_conn)} '
+        f'parameters in all; extract_student.py drops them):',
         *connectors,
         'Losses (name: type(weights) <- inputs):',
         *_loss_lines(model),

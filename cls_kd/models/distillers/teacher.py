@@ -24,7 +24,7 @@ __all__ = [
 
 _TEACHER_KEYS = {
     'config', 'checkpoint', 'random_init', 'prefix', 'allow_unexpected_keys',
-    'data_preprocessor', 'override'
+    'data_preprocessor', 'override', 'train_mode'
 }
 
 
@@ -91,6 +91,12 @@ def build_teacher(name: str,
               defaults to the config file's, else the student's.
             - ``override``: a dict merged into the model config like a child
               config, e.g. ``dict(backbone=dict(type='FixedDeiT3'))``.
+            - ``train_mode`` (bool): the teacher follows the distiller's
+              ``train()``/``eval()`` (dropout, drop-path and BatchNorm
+              statistics active in training) instead of staying in eval
+              mode. Only to reproduce published code that leaves its
+              teacher in train mode (ScaleKD's); its parameters stay frozen.
+              Defaults to False.
 
         report (dict, optional): Filled with where the weights came from,
             for the distiller summary: ``config``, ``checkpoint``, ``total``
@@ -239,6 +245,7 @@ class TeacherSet:
         self._models: Dict[str, nn.Module] = {}
         self._renorm: Dict[str, tuple] = {}
         self._checked_sizes = set()
+        self._train_mode = set()
         self.reports: Dict[str, dict] = {}
         for name, spec in specs.items():
             clash = name in reserved or f'logits_{name}' in reserved
@@ -249,6 +256,13 @@ class TeacherSet:
                     f'built-in source ({sorted(reserved)}).')
             self._models[name], preprocessor = build_teacher(
                 name, spec, self.reports.setdefault(name, {}))
+            if spec.get('train_mode', False):
+                self._train_mode.add(name)
+                MMLogger.get_current_instance().warning(
+                    f'Teacher {name!r} follows the train mode '
+                    f'(train_mode=True): dropout, drop-path and BatchNorm '
+                    f'statistics are active while training, as in the '
+                    f'published code this reproduces.')
             renorm = renormalisation(student_preprocessor, preprocessor)
             if renorm is not None:
                 self._renorm[name] = renorm
@@ -313,6 +327,16 @@ class TeacherSet:
         for teacher in self._models.values():
             teacher.eval()
 
+    @property
+    def train_mode(self) -> frozenset:
+        """Names of the teachers built with ``train_mode=True``."""
+        return frozenset(self._train_mode)
+
+    def follow(self, mode: bool) -> None:
+        """Eval mode, except for ``train_mode`` teachers: ``mode``."""
+        for name, teacher in self._models.items():
+            teacher.train(mode and name in self._train_mode)
+
     def apply(self, fn: Callable, *args, **kwargs) -> None:
         """What ``nn.Module._apply`` does to the distiller (``.to()``)."""
         for teacher in self._models.values():
@@ -339,7 +363,7 @@ class FrozenTeachersMixin:
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.teachers.eval()
+        self.teachers.follow(mode)
         return self
 
     def _apply(self, fn, *args, **kwargs):

@@ -25,6 +25,7 @@ from .feature import (
 )
 from .kd import KDLoss, kd_loss
 from .nkd import NKDLoss, nkd_loss
+from .scalekd import DualViewMimicLoss, dual_view_mimic_loss, remove_direct
 from .vitkd import (
     ViTKDGenerationLoss,
     ViTKDMimicLoss,
@@ -39,6 +40,7 @@ __all__ = [
     'ChannelWiseDivergenceLoss',
     'DKDLoss',
     'DeiTDistillLoss',
+    'DualViewMimicLoss',
     'FeatureCosineLoss',
     'FeatureL1Loss',
     'FeatureMSELoss',
@@ -55,11 +57,13 @@ __all__ = [
     'deit_hard_loss',
     'deit_soft_loss',
     'dkd_loss',
+    'dual_view_mimic_loss',
     'feature_cosine_loss',
     'feature_l1_loss',
     'feature_mse_loss',
     'kd_loss',
     'nkd_loss',
+    'remove_direct',
     'vitkd_generation_loss',
     'vitkd_mimic_loss'
 ]

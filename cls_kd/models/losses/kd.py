@@ -6,12 +6,22 @@ from cls_kd.registry import MODELS
 
 from .utils import check_logits_shapes, check_positive
 
+FORMS = ('kl', 'soft_ce')
 
-def kd_loss(logits_s: Tensor, logits_t: Tensor, temperature: float) -> Tensor:
+
+def kd_loss(logits_s: Tensor, logits_t: Tensor, temperature: float,
+            form: str = 'kl') -> Tensor:
     """T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)), summed over classes and
-    averaged over the batch; the teacher logits are constants."""
+    averaged over the batch; the teacher logits are constants.
+
+    ``form='soft_ce'`` gives T² · H(softmax(z_t/T), softmax(z_s/T)), the
+    cross-entropy with the teacher's soft labels: the KL plus the teacher's
+    entropy, a constant, so the same gradients and another logged value."""
     log_p_s = F.log_softmax(logits_s.float() / temperature, dim=1)
     log_p_t = F.log_softmax(logits_t.detach().float() / temperature, dim=1)
+    if form == 'soft_ce':
+        ce = -(log_p_t.exp() * log_p_s).sum(dim=1).mean()
+        return temperature**2 * ce
     kl = F.kl_div(log_p_s, log_p_t, reduction='batchmean', log_target=True)
     return temperature**2 * kl
 
@@ -29,13 +39,22 @@ class KDLoss(nn.Module):
     Args:
         temperature (float): Softmax temperature T. Defaults to 1.0.
         loss_weight (float): Weight of the loss. Defaults to 1.0.
+        form (str): ``'kl'`` or ``'soft_ce'`` (the value plus the teacher's
+            entropy; same gradients), e.g. to compare logged values with
+            code that uses the cross-entropy form (ScaleKD). Defaults to
+            ``'kl'``.
     """
 
-    def __init__(self, temperature: float = 1.0, loss_weight: float = 1.0):
+    def __init__(self, temperature: float = 1.0, loss_weight: float = 1.0,
+                 form: str = 'kl'):
         super().__init__()
         check_positive('temperature', temperature)
+        if form not in FORMS:
+            raise ValueError(f'KDLoss: form must be one of {FORMS}, got '
+                             f'{form!r}.')
         self.temperature = temperature
         self.loss_weight = loss_weight
+        self.form = form
 
     def forward(self, logits_s: Tensor, logits_t: Tensor) -> Tensor:
         """Compute the loss.
@@ -49,4 +68,4 @@ class KDLoss(nn.Module):
         """
         check_logits_shapes(logits_s, logits_t)
         return self.loss_weight * kd_loss(logits_s, logits_t,
-                                          self.temperature)
+                                          self.temperature, self.form)

@@ -106,4 +106,5 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=800, val_interval=100)
 auto_scale_lr = dict(base_batch_size=4096)
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3))
+    checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3,
+                    _scope_='cls_kd'))

@@ -3,8 +3,10 @@
 # epochs) and mmpretrain's ResNet-34 teacher. Method configs add `losses`.
 _base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
 default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last).
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+# Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
+# scope: the hook dict inherited from mmpretrain carries its scope.
+default_hooks = dict(
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
 
 model = dict(
     _delete_=True,

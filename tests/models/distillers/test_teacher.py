@@ -95,7 +95,7 @@ def test_unknown_spec_key_lists_the_known_ones(tiny_vit):
     assert str(info.value) == (
         "Teacher 'teacher' must be dict(config=..., checkpoint=..., "
         '[allow_unexpected_keys, data_preprocessor, override, prefix, '
-        "random_init]); got keys ['config', 'strict'].")
+        "random_init, train_mode]); got keys ['config', 'strict'].")
 
 
 # ------------------------------------------------------ strict checkpoints

@@ -1,0 +1,23 @@
+# ScaleKD: Swin-L (ImageNet-21k -> 1k, 224 px) -> Mixer-B/16, advanced
+# recipe (300 epochs, AdamW lr 7e-4, wd 0.067, batch 1536 = 8 GPUs x 192;
+# see the frame).
+_base_ = [
+    '../_base_/distill/scalekd_mixer-advanced_in1k.py',
+    '../_base_/teachers/swin-large_in21k-pre_in1k.py',
+]
+
+model = dict(
+    teacher={{_base_.teacher}},
+    # Tokens (B, 196, 768) after block 9 of 12 and after the final norm.
+    taps=dict(
+        s_s3=dict(path='backbone.layers.8'), s_s4=dict(path='backbone.ln1')),
+    connectors=dict(
+        tpp={{_base_.scalekd_tpp_swin}},
+        cap3=dict(type='CrossAttentionProjector', arch='mixer-b16-s3'),
+        cap3_alt=dict(type='CrossAttentionProjector', arch='mixer-b16-s3'),
+        cap4=dict(type='CrossAttentionProjector', arch='mixer-b16-s4',
+                  learnable_query=False),
+        cap4_alt=dict(type='CrossAttentionProjector', arch='mixer-b16-s4',
+                      learnable_query=False)),
+    losses={{_base_.scalekd_losses}},
+)

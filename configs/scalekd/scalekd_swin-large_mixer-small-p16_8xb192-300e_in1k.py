@@ -1,0 +1,24 @@
+# ScaleKD: Swin-L (ImageNet-21k -> 1k, 224 px) -> Mixer-S/16, advanced
+# recipe (300 epochs, AdamW lr 7e-4, wd 0.067, batch 1536 = 8 GPUs x 192;
+# see the frame).
+_base_ = [
+    '../_base_/distill/scalekd_mixer-advanced_in1k.py',
+    '../_base_/teachers/swin-large_in21k-pre_in1k.py',
+]
+
+model = dict(
+    student=dict(backbone=dict(arch='s'), head=dict(in_channels=512)),
+    teacher={{_base_.teacher}},
+    # Tokens (B, 196, 512) after block 6 of 8 and after the final norm.
+    taps=dict(
+        s_s3=dict(path='backbone.layers.5'), s_s4=dict(path='backbone.ln1')),
+    connectors=dict(
+        tpp={{_base_.scalekd_tpp_swin}},
+        cap3=dict(type='CrossAttentionProjector', arch='mixer-s16-s3'),
+        cap3_alt=dict(type='CrossAttentionProjector', arch='mixer-s16-s3'),
+        cap4=dict(type='CrossAttentionProjector', arch='mixer-s16-s4',
+                  learnable_query=False),
+        cap4_alt=dict(type='CrossAttentionProjector', arch='mixer-s16-s4',
+                      learnable_query=False)),
+    losses={{_base_.scalekd_losses}},
+)

@@ -1,0 +1,22 @@
+# ScaleKD: Swin-L (ImageNet-21k -> 1k, 224 px) -> ResNet-50, advanced recipe
+# (300 epochs, Lamb, batch 2048 = 8 GPUs x 256, BCE; see the frame).
+_base_ = [
+    '../_base_/distill/scalekd_cnn-advanced_in1k.py',
+    '../_base_/teachers/swin-large_in21k-pre_in1k.py',
+]
+
+model = dict(
+    teacher={{_base_.teacher}},
+    # Stage 3 (1024x14x14) and stage 4 (2048x7x7).
+    taps=dict(
+        s_s3=dict(path='backbone.layer3'), s_s4=dict(path='backbone.layer4')),
+    connectors=dict(
+        tpp={{_base_.scalekd_tpp_swin}},
+        cap3=dict(type='CrossAttentionProjector', arch='resnet50-s3'),
+        cap3_alt=dict(type='CrossAttentionProjector', arch='resnet50-s3'),
+        cap4=dict(type='CrossAttentionProjector', arch='resnet50-s4',
+                  learnable_query=False),
+        cap4_alt=dict(type='CrossAttentionProjector', arch='resnet50-s4',
+                      learnable_query=False)),
+    losses={{_base_.scalekd_losses}},
+)
