@@ -151,11 +151,11 @@ class CrossAttentionProjector(nn.Module):
         self.in_size = _pair(preset['in_size'], 'in_size')
         self.query_size = _pair(preset.get('query_size'), 'query_size')
         self.learnable_query = bool(preset['learnable_query'])
-        self.stem_norm = preset['stem_norm']
+        self.stem_norm_type = preset['stem_norm']
 
         self.stem_conv = nn.Conv2d(c_s, c_s, 3, padding=1)
-        self.stem_bn = nn.BatchNorm2d(c_s) if self.stem_norm == 'BN' else \
-            nn.LayerNorm(c_s)
+        self.stem_norm = nn.BatchNorm2d(c_s) \
+            if self.stem_norm_type == 'BN' else nn.LayerNorm(c_s)
         self.pos_embed = nn.Parameter(torch.zeros(1, c_s, *self.in_size))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.learnable_query:
@@ -189,10 +189,10 @@ class CrossAttentionProjector(nn.Module):
                 f'{self.in_channels}, {h}, {w}) or tokens (B, {h * w}, '
                 f'{self.in_channels}), got {tuple(x.shape)}.')
         x = self.stem_conv(x)
-        if self.stem_norm == 'BN':
-            x = F.relu(self.stem_bn(x)) + self.pos_embed
+        if self.stem_norm_type == 'BN':
+            x = F.relu(self.stem_norm(x)) + self.pos_embed
             return x.flatten(2).transpose(1, 2)
-        x = F.relu(self.stem_bn(x.permute(0, 2, 3, 1)))  # B, H, W, C
+        x = F.relu(self.stem_norm(x.permute(0, 2, 3, 1)))  # B, H, W, C
         return (x + self.pos_embed.permute(0, 2, 3, 1)).flatten(1, 2)
 
     def _queries(self, query: Optional[torch.Tensor],

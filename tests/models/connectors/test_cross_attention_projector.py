@@ -17,10 +17,10 @@ def _randomise(cap, seed=0):
     with torch.no_grad():
         for p in cap.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-        if isinstance(cap.stem_bn, torch.nn.BatchNorm2d):
-            cap.stem_bn.running_mean.copy_(
+        if isinstance(cap.stem_norm, torch.nn.BatchNorm2d):
+            cap.stem_norm.running_mean.copy_(
                 torch.randn(cap.in_channels, generator=g))
-            cap.stem_bn.running_var.copy_(
+            cap.stem_norm.running_var.copy_(
                 torch.rand(cap.in_channels, generator=g) + 0.5)
     return cap
 
@@ -39,8 +39,8 @@ def _reference(cap, x, query=None, train=False):
     """The projector written out: explicit conv, norm, softmax attention."""
     x = torch.nn.functional.conv2d(x, cap.stem_conv.weight,
                                    cap.stem_conv.bias, padding=1)
-    if cap.stem_norm == 'BN':
-        bn = cap.stem_bn
+    if cap.stem_norm_type == 'BN':
+        bn = cap.stem_norm
         if train:
             mean = x.mean((0, 2, 3))
             var = x.var((0, 2, 3), unbiased=False)
@@ -51,7 +51,7 @@ def _reference(cap, x, query=None, train=False):
         x = x * bn.weight[:, None, None] + bn.bias[:, None, None]
     else:
         x = _layer_norm(x.permute(0, 2, 3, 1),
-                        cap.stem_bn).permute(0, 3, 1, 2)
+                        cap.stem_norm).permute(0, 3, 1, 2)
     x = torch.relu(x) + cap.pos_embed
     tokens = x.flatten(2).transpose(1, 2)  # B, HW, C_s
     b = x.shape[0]
@@ -191,4 +191,4 @@ def test_builds_from_registry():
     cap = MODELS.build(dict(type='CrossAttentionProjector',
                             arch='swin-t-s4', in_channels=8,
                             out_channels=16, num_heads=4))
-    assert cap.in_size == (7, 7) and cap.stem_norm == 'LN'
+    assert cap.in_size == (7, 7) and cap.stem_norm_type == 'LN'
