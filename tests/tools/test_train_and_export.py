@@ -285,8 +285,8 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(trained, repo_root,
         osp.join(trained['work_dir'], 'epoch_3.pth'), student_ckpt)
     test_tool = _tool(repo_root, 'test')
     with pytest.raises(RuntimeError, match=r'(?s)does not fit the model of .*'
-                       r'resnet18-c4.*unexpected key.*cls_token.*missing '
-                       r'keys.*conv1.*\(\d+ in all\)'):
+                       r'resnet18-c4.*missing keys: backbone.conv1.*'
+                       r'\(\d+ in all\); unexpected keys: .*cls_token'):
         test_tool.main([
             osp.join(repo_root, 'configs/digits/resnet18-c4_1xb64_digits.py'),
             student_ckpt, '--work-dir', str(tmp_path), '--cfg-options',
@@ -294,3 +294,24 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(trained, repo_root,
             'test_dataloader.num_workers=0',
             'test_dataloader.persistent_workers=False'
         ])
+
+
+def test_test_tool_loads_after_hooks_are_ready(trained, repo_root,
+                                                digits_root, tmp_path):
+    """EMAHook handles a loaded checkpoint only after before_run: a config
+    with it tests the distiller checkpoint it wrote, scoring what its EMA
+    validation scored."""
+    config = tmp_path / 'kd_ema.py'
+    config.write_text(
+        f"_base_ = [{osp.join(repo_root, KD_CFG)!r}]\n"
+        "custom_hooks = [dict(type='EMAHook', momentum=0.1)]\n")
+    metrics = _tool(repo_root, 'test').main([
+        str(config), osp.join(trained['work_dir'], 'epoch_3.pth'),
+        '--work-dir', str(tmp_path), '--cfg-options',
+        'model.teacher.random_init=True',
+        f'test_dataloader.dataset.data_root={digits_root}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ])
+    assert metrics['accuracy/top1'] == pytest.approx(
+        trained['metrics']['accuracy/top1'], abs=1e-6)

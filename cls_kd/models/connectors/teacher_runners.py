@@ -145,9 +145,15 @@ class ViTBlocksRunner(TeacherRunner):
             teacher is the backbone). Defaults to ``'backbone'``.
         add_prefix (bool): The input is patch tokens only (B, H*W, C), e.g.
             a projector's output: prepend the backbone's own frozen class
-            (and distillation) tokens, with their position embedding when
-            the backbone's covers them, and return the patch tokens only.
-            BEiT's relative position bias needs them. Defaults to False.
+            (and distillation) tokens as its forward builds them before
+            block 0 (with their position embedding when the backbone's
+            covers them, and its ``pre_norm``), and return the patch tokens
+            only. BEiT's relative position bias needs them. From a block
+            ``start > 0`` these are the tokens' initial values, not what
+            blocks ``0..start-1`` would make of them: the input tokens did
+            not come through those blocks either (ScaleKD's TPP feeds
+            projected student features). Exact from ``start=0``. Defaults
+            to False.
     """
 
     def __init__(self, start: int, end: Optional[int] = None,
@@ -204,6 +210,9 @@ class ViTBlocksRunner(TeacherRunner):
         patches = math.prod(backbone.patch_resolution)
         if pos is not None and pos.shape[1] == patches + n:
             prefix = prefix + pos[:, :n]
+        pre_norm = getattr(backbone, 'pre_norm', None)
+        if pre_norm is not None:  # nn.Identity unless pre_norm=True (CLIP)
+            prefix = pre_norm(prefix)
         return prefix.to(like.dtype).expand(like.shape[0], -1, -1)
 
     def __call__(self, x: torch.Tensor,

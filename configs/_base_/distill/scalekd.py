@@ -21,7 +21,8 @@
 scalekd_tpp_swin = dict(
     type='TeacherPart', runner=dict(type='SwinStageRunner', stage=-1))
 # ViT teachers: the last 2 blocks and the final norm (if the backbone has
-# one); the projector's output gets the teacher's class token prepended.
+# one); the projector's output gets the teacher's own (initial, frozen)
+# class token prepended, dropped after.
 scalekd_tpp_vit = dict(
     type='TeacherPart',
     runner=dict(type='ViTBlocksRunner', start=-2, add_prefix=True))

@@ -157,6 +157,7 @@ def test_teacher_train_mode_option_reproduces_published_behaviour():
     dict(type='DeiT3'),  # pos_embed without the class token
     dict(type='DistilledVisionTransformer'),  # class + distillation tokens
     dict(type='BEiTViT', use_abs_pos_emb=False, use_rel_pos_bias=True),
+    dict(type='VisionTransformer', pre_norm=True),  # CLIP-style
 ])
 def test_vit_runner_add_prefix_equals_the_backbone(backbone):
     """From block 0, prepending the backbone's own extra tokens to the
@@ -232,6 +233,19 @@ def test_digits_run_export_drops_projectors_and_scores_the_same(
     scored = tool('test').main([
         osp.join(repo_root, CNN_STUDENT), exported, '--work-dir',
         str(tmp_path / 'test'), '--cfg-options',
+        f'test_dataloader.dataset.data_root={digits_root}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False'
+    ])
+    assert scored['accuracy/top1'] == pytest.approx(
+        metrics['accuracy/top1'], abs=1e-6)
+    # The plain student in the distiller config: its projectors are missing
+    # from the checkpoint and unused at test time, which the strict loading
+    # of tools/test.py lets pass.
+    scored = tool('test').main([
+        osp.join(repo_root, SCALEKD_DIGITS), exported, '--work-dir',
+        str(tmp_path / 'test_in_distiller'), '--cfg-options',
+        'model.teacher.random_init=True',
         f'test_dataloader.dataset.data_root={digits_root}',
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False'
