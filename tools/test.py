@@ -38,6 +38,7 @@ from cls_kd.utils import (
     choose_amp,
     resolve_teacher_paths,
 )
+from cls_kd.utils.checkpoint import key_listing
 from cls_kd.utils.run_checks import check_data_roots
 
 
@@ -200,11 +201,6 @@ def _key_lists(message: str) -> Tuple[List[str], List[str], List[str]]:
     return missing, unexpected, other
 
 
-def _listing(keys: List[str]) -> str:
-    more = f' ... ({len(keys)} in all)' if len(keys) > 10 else ''
-    return ', '.join(keys[:10]) + more
-
-
 def load_strictly(runner, config: str) -> None:
     """Make the runner load ``load_from`` strictly (it loads it in
     ``test()``, after ``before_run``, where hooks such as EMAHook expect
@@ -230,9 +226,10 @@ def load_strictly(runner, config: str) -> None:
                     f'their initial values; they are not used at test '
                     f'time.')
                 return None
-            lines = [f'missing keys: {_listing(missing)}'] if missing else []
+            lines = [f'missing keys: {key_listing(missing)}'
+                     ] if missing else []
             if unexpected:
-                lines.append(f'unexpected keys: {_listing(unexpected)}')
+                lines.append(f'unexpected keys: {key_listing(unexpected)}')
             raise RuntimeError(
                 f'{filename} does not fit the model of {config}: ' +
                 '; '.join(lines + other)) from None

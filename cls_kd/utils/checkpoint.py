@@ -11,7 +11,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = [
     'patch_mmengine_torch_load', 'extract_state_dict', 'load_model_weights',
-    'CheckpointError', 'load_plain_student_hook'
+    'CheckpointError', 'load_plain_student_hook', 'key_listing'
 ]
 
 
@@ -109,7 +109,8 @@ class CheckpointError(ValueError):
     model, or not matching the model's keys and shapes."""
 
 
-def _listing(items: List[str], first: int = 10) -> str:
+def key_listing(items: List[str], first: int = 10) -> str:
+    """The first ``first`` keys, then how many more."""
     shown = ', '.join(items[:first])
     more = f' and {len(items) - first} more' if len(items) > first else ''
     return f'{shown}{more}'
@@ -195,7 +196,7 @@ def load_model_weights(model: torch.nn.Module,
         raise CheckpointError(
             f'Checkpoint {filename} does not fit {name}: {len(mismatches)} '
             f'tensor(s) have other shapes (checkpoint vs model): '
-            f'{_listing(mismatches, 5)}. Is it a checkpoint of another '
+            f'{key_listing(mismatches, 5)}. Is it a checkpoint of another '
             f'architecture?') from None
     missing = [
         k for k in result.missing_keys if not k.endswith('num_batches_tracked')
@@ -203,12 +204,12 @@ def load_model_weights(model: torch.nn.Module,
     if missing:
         raise CheckpointError(
             f'Checkpoint {filename} lacks {len(missing)} of the {name}\'s '
-            f'keys: {_listing(missing)}. Is it a checkpoint of this '
+            f'keys: {key_listing(missing)}. Is it a checkpoint of this '
             f'architecture (depth, width, head)?')
     unexpected = list(result.unexpected_keys)
     if unexpected:
         message = (f'Checkpoint {filename} has {len(unexpected)} key(s) '
-                   f'that {name} lacks: {_listing(unexpected)}')
+                   f'that {name} lacks: {key_listing(unexpected)}')
         if not allow_unexpected_keys:
             raise CheckpointError(
                 f'{message}. Is it a checkpoint of another architecture? '
