@@ -4,13 +4,16 @@
 #   make vitkd-digits  ViTKD / NKD / both vs. baseline on digits, 3 seeds
 #   make attndistill-digits  label-free AttnDistill on digits (k-NN), 3 seeds
 #   make scalekd-digits  ScaleKD vs KD vs alone, CNN and Mixer students, 3 seeds
+#   make dearkd-digits   DearKD vs token KD vs alone, all and 25 % data, 3 seeds
+#   make dearkd-datafree-digits  data-free DearKD students, 3 seeds
 #   make test   linter + test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cls_kd-installed
 
-.PHONY: env demo vitkd-digits attndistill-digits scalekd-digits test lint clean
+.PHONY: env demo vitkd-digits attndistill-digits scalekd-digits \
+	dearkd-digits dearkd-datafree-digits test lint clean
 
 env: $(STAMP)
 
@@ -37,6 +40,12 @@ attndistill-digits: env
 
 scalekd-digits: env
 	$(PY) tools/run_digits_demo.py --experiment scalekd
+
+dearkd-digits: env
+	$(PY) tools/run_digits_demo.py --experiment dearkd
+
+dearkd-datafree-digits: env
+	$(PY) tools/run_digits_demo.py --experiment dearkd-datafree
 
 lint: env
 	$(VENV)/bin/ruff check .

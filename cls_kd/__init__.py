@@ -23,6 +23,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     ``cls_kd`` the default scope (what configs do with ``default_scope``)."""
     from mmpretrain.utils import register_all_modules as register_mmpretrain
     register_mmpretrain(init_default_scope=False)
+    import cls_kd.datasets  # noqa: F401
     import cls_kd.engine  # noqa: F401
     import cls_kd.evaluation  # noqa: F401
     import cls_kd.models  # noqa: F401

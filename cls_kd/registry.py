@@ -25,6 +25,7 @@ _LOCATIONS = {
     'OPTIM_WRAPPERS': ['cls_kd.engine'],
     'OPTIM_WRAPPER_CONSTRUCTORS': ['cls_kd.engine'],
     'METRICS': ['cls_kd.evaluation'],
+    'DATASETS': ['cls_kd.datasets'],
     'LOOPS': ['cls_kd.evaluation'],
 }
 

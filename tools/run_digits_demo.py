@@ -1,6 +1,7 @@
 """Digits experiments: a teacher, students with and without it, several seeds.
 
-    python tools/run_digits_demo.py [--experiment kd|vitkd|attndistill|scalekd]
+    python tools/run_digits_demo.py [--experiment kd|vitkd|attndistill|scalekd|
+                                                  dearkd|dearkd-datafree]
                                     [--seeds 0 1 2]
                                     [--work-dir DIR]
 
@@ -11,7 +12,13 @@ for every seed. ``attndistill`` (``make attndistill-digits``): a ViT 4x64
 teacher, then label-free students (random init, + L_c, + L_c + L_a),
 evaluated by k-NN on their class token. ``scalekd`` (``make
 scalekd-digits``): a ViT teacher trained once, then a CNN and an
-MLP-Mixer student, each alone, + KD and + ScaleKD, for every seed. Runs use
+MLP-Mixer student, each alone, + KD and + ScaleKD, for every seed.
+``dearkd`` (``make dearkd-digits``): a ResNet teacher trained once, then a
+ViT with 4x4 patches alone, + logit KD through a distillation token and
+DearKD, on all and on 25 % of the training images. ``dearkd-datafree``
+(``make dearkd-datafree-digits``): the same teacher, then per seed images
+synthesised from it (DeepInversion, and + intra-divergence) and a DearKD
+student trained on them alone. Runs use
 ``tools/train.py``; distilled students are exported with
 ``tools/model_converters/extract_student.py``; everything is evaluated
 with ``tools/test.py`` on the val split. Prints mean ± std top-1 and writes
@@ -53,6 +60,12 @@ class Run:
     knn: bool = False  # its config has k-NN feature banks to point at data
     epochs: Optional[int] = None  # fixed, whatever --epochs says
     options: Tuple[str, ...] = ()
+    # Where its config's training dataset takes data_root (a dataset
+    # wrapped by SubsetDataset: 'train_dataloader.dataset.dataset').
+    train_dataset: str = 'train_dataloader.dataset'
+    # Trained on images synthesised from the teacher by tools/synthesize.py
+    # with this config (seeded by the run's seed), not on the digits.
+    synth_config: Optional[str] = None
 
 
 @dataclass
@@ -71,6 +84,17 @@ _ATTN_CFG = ('configs/attndistill/'
 
 _CNN_CFG = 'configs/digits/resnet18-c4_1xb64_digits.py'
 _MIXER_CFG = 'configs/digits/mixer-4x32-p8_1xb64_digits.py'
+
+_DEARKD_TEACHER = Run('teacher',
+                      'Teacher: ResNet-18 (16 ch), 15 epochs (seed 0)',
+                      'configs/digits/resnet18-c16_1xb64_digits.py')
+_DEARKD_VIT = 'configs/digits/vit-4x64-p4_1xb64_digits.py'
+_DEARKD_DEIT = ('configs/dearkd/'
+                'deit_resnet18-c16_vit-4x64-p4-distilled_1xb64_digits.py')
+_DEARKD = 'configs/dearkd/dearkd_resnet18-c16_vit-4x64-p4_1xb64_digits.py'
+_DEARKD_FREE = _DEARKD[:-3] + '-datafree.py'
+_SYNTH = 'configs/dearkd/synthesis/'
+_QUARTER = dict(train_dataset='train_dataloader.dataset.dataset')
 
 EXPERIMENTS = {
     # `make demo`: logit KD from a CNN teacher into a tiny ViT.
@@ -164,6 +188,53 @@ EXPERIMENTS = {
         ],
         teacher_per_seed=False,
         work_dir='work_dirs/scalekd_digits'),
+    # `make dearkd-digits`: DearKD (MHCA + early hidden-state distillation
+    # + distillation token, two stages) from a CNN teacher into a ViT with
+    # an 8x8 token grid, against the ViT alone and the token's logit KD
+    # alone, on all and on 25 % of the training images
+    # (configs/dearkd/README.md).
+    'dearkd':
+    Experiment(
+        teacher=_DEARKD_TEACHER,
+        student_config=_DEARKD_VIT,
+        students=[
+            Run('vit', 'Student: ViT 4x64 (patch 4), alone', _DEARKD_VIT),
+            Run('deit', 'Student: + logit KD (distillation token)',
+                _DEARKD_DEIT, True, test_config=_DEARKD_DEIT),
+            Run('dearkd', 'Student: DearKD (MHCA + early KD + token)',
+                _DEARKD, True, test_config=_DEARKD),
+            Run('vit_25', 'Student: ViT alone, 25 % of the images',
+                'configs/dearkd/vit-4x64-p4_1xb64_digits-25pct.py',
+                **_QUARTER),
+            Run('deit_25', 'Student: + logit KD, 25 %',
+                _DEARKD_DEIT[:-3] + '-25pct.py', True,
+                test_config=_DEARKD_DEIT, **_QUARTER),
+            Run('dearkd_25', 'Student: DearKD, 25 %',
+                _DEARKD[:-3] + '-25pct.py', True, test_config=_DEARKD,
+                **_QUARTER),
+        ],
+        teacher_per_seed=False,
+        work_dir='work_dirs/dearkd_digits'),
+    # `make dearkd-datafree-digits`: DearKD students trained only on images
+    # synthesised from the CNN teacher (a new set per seed), DeepInversion
+    # alone vs + the boundary-preserving intra-divergence term; top-1 on
+    # the real val split.
+    'dearkd-datafree':
+    Experiment(
+        teacher=_DEARKD_TEACHER,
+        student_config=_DEARKD,
+        students=[
+            Run('deepinversion', 'Data-free student: DeepInversion images',
+                _DEARKD_FREE, True, test_config=_DEARKD,
+                synth_config=_SYNTH + 'deepinversion_resnet18-c16_digits.py'),
+            Run('intra_div',
+                'Data-free student: + intra-divergence images',
+                _DEARKD_FREE, True, test_config=_DEARKD,
+                synth_config=_SYNTH +
+                'deepinversion-intra-div_resnet18-c16_digits.py'),
+        ],
+        teacher_per_seed=False,
+        work_dir='work_dirs/dearkd_datafree_digits'),
 }
 
 
@@ -351,6 +422,16 @@ def train(config, work_dir, seed, epochs, extra=(), label=None):
     return last_checkpoint(work_dir)
 
 
+def synthesise(config, teacher_checkpoint, seed, out) -> str:
+    """Images from the teacher (tools/synthesize.py); returns the folder
+    to train on (its ``train`` split). Resumes an interrupted synthesis."""
+    log_file = osp.join(out + '.log')
+    run(['tools/synthesize.py', config, '--out', out, '--cfg-options',
+         f'teacher.checkpoint={teacher_checkpoint}',
+         f'synthesis.seed={seed}'], log_file)
+    return out
+
+
 def test(config, checkpoint, work_dir, options=(),
          metric='accuracy/top1') -> float:
     out = osp.join(work_dir, 'metrics.json')
@@ -388,16 +469,17 @@ def main(argv=None):
     jobs = max(1, args.jobs)
     _THREADS['n'] = max(1, (os.cpu_count() or 1) // jobs)
     teacher_seeds = args.seeds if exp.teacher_per_seed else args.seeds[:1]
+    synthesised = sum(1 for s in exp.students if s.synth_config)
     progress = Progress(1 + 2 * len(teacher_seeds) +
-                        2 * len(exp.students) * len(args.seeds))
+                        (2 * len(exp.students) + synthesised) *
+                        len(args.seeds))
     if not osp.isdir(osp.join(args.data_root, 'val')):
         run(['tools/dataset_converters/digits.py', '--out', args.data_root],
             osp.join(work, 'convert.log'))
     progress.step(f'digits dataset ready in {args.data_root}')
     data_opts = [
         f'{loader}.dataset.data_root={args.data_root}'
-        for loader in ('train_dataloader', 'val_dataloader',
-                       'test_dataloader')
+        for loader in ('val_dataloader', 'test_dataloader')
     ]
     teacher_ckpts = {}
 
@@ -405,11 +487,18 @@ def main(argv=None):
         is_teacher = run_ is exp.teacher
         s_dir = osp.join(work, f'{run_.key}_seed{seed}')
         options = list(data_opts)
+        teacher_seed = seed if exp.teacher_per_seed else args.seeds[0]
         if run_.distilled:
-            teacher_seed = seed if exp.teacher_per_seed else args.seeds[0]
             options.append(
                 f'model.teacher.checkpoint={teacher_ckpts[teacher_seed]}')
         test_options = [*options, *run_.options]
+        train_root = args.data_root
+        if run_.synth_config:
+            train_root = synthesise(run_.synth_config,
+                                    teacher_ckpts[teacher_seed], seed,
+                                    osp.join(s_dir, 'synth'))
+            progress.step(f'seed {seed}: {run_.key} images synthesised')
+        options.append(f'{run_.train_dataset}.data_root={train_root}')
         if run_.knn:
             test_options += [
                 f'test_cfg.bank_dataloader.dataset.data_root={args.data_root}'

@@ -17,12 +17,73 @@ def load_runner(repo_root):
     return module
 
 
-@pytest.mark.parametrize('experiment', ['kd', 'vitkd'])
+@pytest.mark.parametrize('experiment', [
+    'kd', 'vitkd', 'attndistill', 'scalekd', 'dearkd', 'dearkd-datafree'
+])
 def test_configs_of_every_experiment_exist(repo_root, experiment):
     exp = load_runner(repo_root).EXPERIMENTS[experiment]
     for run in [exp.teacher, *exp.students]:
-        assert osp.isfile(osp.join(repo_root, run.config)), run.config
+        for config in (run.config, run.test_config, run.student_config,
+                       run.synth_config):
+            assert config is None or osp.isfile(osp.join(
+                repo_root, config)), config
     assert osp.isfile(osp.join(repo_root, exp.student_config))
+
+
+def fake_tools(calls):
+    """A stand-in for ``run``: records the command, writes what the next
+    step reads (last_checkpoint, metrics)."""
+
+    def fake_run(args, log_file):
+        calls.append(args)
+        tool = args[0]
+        if tool == 'tools/train.py':
+            work_dir = args[args.index('--work-dir') + 1]
+            os.makedirs(work_dir, exist_ok=True)
+            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+                f.write(osp.join(work_dir, 'epoch_1.pth'))
+        elif tool == 'tools/test.py':
+            out = args[args.index('--out') + 1]
+            os.makedirs(osp.dirname(out), exist_ok=True)
+            with open(out, 'w') as f:
+                json.dump({'accuracy/top1': float(len(calls))}, f)
+
+    return fake_run
+
+
+def test_dearkd_experiments_route_data(repo_root, tmp_path, monkeypatch):
+    """25 % runs set the wrapped dataset's root; data-free runs first
+    synthesise from the teacher (seeded by the run) and train on that."""
+    runner = load_runner(repo_root)
+    calls = []
+    monkeypatch.setattr(runner, 'run', fake_tools(calls))
+    data_root = tmp_path / 'digits'
+    (data_root / 'val').mkdir(parents=True)
+    work = tmp_path / 'work'
+    runner.main(['--experiment', 'dearkd', '--seeds', '0', '--work-dir',
+                 str(work), '--data-root', str(data_root)])
+    trains = {c[c.index('--work-dir') + 1].split(os.sep)[-1]: c
+              for c in calls if c[0] == 'tools/train.py'}
+    assert (f'train_dataloader.dataset.dataset.data_root={data_root}'
+            in trains['dearkd_25_seed0'])
+    assert (f'train_dataloader.dataset.data_root={data_root}'
+            in trains['dearkd_seed0'])
+    calls.clear()
+    work = tmp_path / 'free'
+    runner.main(['--experiment', 'dearkd-datafree', '--seeds', '1',
+                 '--work-dir', str(work), '--data-root', str(data_root)])
+    synth = [c for c in calls if c[0] == 'tools/synthesize.py']
+    assert len(synth) == 2
+    teacher = osp.join(str(work), 'teacher_seed1', 'epoch_1.pth')
+    for c in synth:
+        assert f'teacher.checkpoint={teacher}' in c
+        assert 'synthesis.seed=1' in c
+    train = [c for c in calls if c[0] == 'tools/train.py'
+             and 'intra_div_seed1' in c[c.index('--work-dir') + 1]][0]
+    folder = osp.join(str(work), 'intra_div_seed1', 'synth')
+    assert f'train_dataloader.dataset.data_root={folder}' in train
+    assert calls.index(train) > calls.index(
+        [c for c in synth if 'intra-div' in c[1]][0])
 
 
 def test_vitkd_experiment_trains_the_teacher_once(repo_root, tmp_path,

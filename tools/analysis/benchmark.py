@@ -2,7 +2,8 @@
 
     python tools/analysis/benchmark.py CONFIG [--batch-size B] [--iters N]
         [--warmup W] [--amp] [--amp-force] [--compile] [--device cpu|cuda]
-        [--input-size S] [--cfg-options key=value ...] [--out results.json]
+        [--input-size S] [--epoch E] [--cfg-options key=value ...]
+        [--out results.json]
 
 Builds the model of CONFIG (a cls_kd distiller or a plain mmpretrain
 classifier) and the optimizer wrapper of its ``optim_wrapper``, then runs
@@ -34,6 +35,10 @@ native bfloat16, float16 with loss scaling (mmengine's ``AmpOptimWrapper``)
 on GPUs without, refused on CPUs without native bfloat16 unless
 ``--amp-force``; the choice is printed and reported. ``--compile`` compiles,
 in place, the student's backbone and head and every teacher's backbone.
+``--epoch E`` times the step as it runs in epoch E (0 by default): with
+``stages`` or scheduled terms, what the distiller runs there (e.g. no
+teacher and no distillation terms after DearKD's ``distill_epochs``); the
+active stage and terms are printed and reported.
 
 Example::
 
@@ -132,8 +137,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         nargs='+',
         action=DictAction,
         help='override config entries, e.g. model.student_loss_weight=0.5')
+    parser.add_argument(
+        '--epoch',
+        type=int,
+        default=0,
+        help='time the step of this (0-based) epoch: the stage and loss '
+        'terms active there (default: 0)')
     parser.add_argument('--out', help='write the results as JSON here')
     args = parser.parse_args(argv)
+    if args.epoch < 0:
+        parser.error('--epoch must not be negative')
     if args.iters < 1:
         parser.error('--iters must be at least 1')
     if args.warmup < 0:
@@ -331,6 +344,8 @@ def time_teachers(model: nn.Module, names: List[str], wrapper: OptimWrapper,
     times = {}
     read = model.teachers_to_run(model.active_terms())
     for name in names:
+        if name not in read:  # not run in this stage
+            continue
 
         def run(name=name):
             with wrapper.optim_context(model):
@@ -366,6 +381,9 @@ def format_table(results: dict) -> str:
         ('device', f'{results["device"]} ({results["device_name"]})'),
         ('precision', results['precision']),
         ('compile', 'yes' if results['compile'] else 'no'),
+        ('epoch', f'{results["epoch"]}: terms '
+         f'{", ".join(results["active_terms"]) or "none"}; teachers run: '
+         f'{", ".join(results["teachers_run"]) or "none"}'),
         ('batch x image', f'{results["batch_size"]} x 3x{size[0]}x{size[1]}'),
         ('timed steps', f'{results["iters"]} after {results["warmup"]} '
          f'warm-up'),
@@ -408,7 +426,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     model.to(device)
     model.train()
     if hasattr(model, 'set_progress'):
-        model.set_progress(epoch=0, iter=0)  # what the schedule hook does
+        # What the schedule hook does (iter: the epoch's first step).
+        model.set_progress(epoch=args.epoch, iter=0)
     wrapper = build_wrapper(model, cfg, amp, device)
     if args.compile:
         compiled = compile_model(model)
@@ -433,6 +452,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     teacher_times = time_teachers(model, teacher_names, wrapper, data,
                                   args.iters, args.warmup, device)
 
+    terms = ([term.name for term, _ in model.active_terms()]
+             if hasattr(model, 'active_terms') else [])
     step_mean = statistics.mean(step_times)
     step_std = statistics.stdev(step_times) if len(step_times) > 1 else 0.0
     teacher_ms = {
@@ -448,6 +469,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         amp=amp is not None,
         amp_reason=amp.reason if amp else None,
         compile=args.compile,
+        epoch=args.epoch,
+        active_terms=terms,
+        teachers_run=sorted(teacher_ms),
         batch_size=batch_size,
         input_size=list(size),
         iters=args.iters,

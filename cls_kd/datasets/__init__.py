@@ -1,0 +1,4 @@
+"""Dataset wrappers."""
+from .subset import SubsetDataset, subset_indices
+
+__all__ = ['SubsetDataset', 'subset_indices']

@@ -1,0 +1,6 @@
+# Digits student baseline for DearKD: the 4-block, 64-wide digits ViT with
+# 4x4 patches, i.e. an 8x8 token grid (patch 8 gives 4x4, too small a grid
+# for convolution-like attention to mean much), no teacher.
+_base_ = ['./vit-t4-p8_1xb64_digits.py']
+
+model = dict(backbone=dict(patch_size=4))
