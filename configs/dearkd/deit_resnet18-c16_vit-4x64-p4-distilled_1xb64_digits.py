@@ -7,3 +7,5 @@
 _base_ = ['../deit/deit_resnet18-c16_vit-t4-p8-distilled_1xb64_digits.py']
 
 model = dict(student=dict(backbone=dict(patch_size=4)))
+# As configs/digits/vit-4x64-p4_1xb64_digits.py.
+train_cfg = dict(max_epochs=30)
