@@ -1,6 +1,6 @@
 # Data-free DearKD on digits: the digits DearKD config trained on images
 # synthesised from its teacher, not on the digits; validation and test stay
-# on the real val split. First synthesise (1000 images, about a minute on
+# on the real val split. First synthesise (500 images, 2-3 minutes on
 # 2 cores):
 #   python tools/synthesize.py \
 #       configs/dearkd/synthesis/deepinversion-intra-div_resnet18-c16_digits.py \

@@ -1,0 +1,32 @@
+"""Data-free image synthesis from a frozen teacher (DeepInversion, ADI,
+DearKD's intra-divergence) and the folder it writes."""
+from .losses import (
+    BNStatsHook,
+    adaptive_loss,
+    bn_feature_loss,
+    intra_divergence_loss,
+    l2_prior,
+    tv_l2,
+)
+from .output import (
+    SettingsMismatchError,
+    SynthesisOutput,
+    class_folder_names,
+    label_counts,
+    rank_batches,
+)
+from .synthesizer import (
+    DEFAULT_WEIGHTS,
+    BatchResult,
+    DeepInversionSynthesizer,
+    balanced_labels,
+    batch_generator,
+)
+
+__all__ = [
+    'tv_l2', 'l2_prior', 'BNStatsHook', 'bn_feature_loss', 'adaptive_loss',
+    'intra_divergence_loss', 'SettingsMismatchError', 'SynthesisOutput',
+    'class_folder_names', 'label_counts', 'rank_batches', 'DEFAULT_WEIGHTS',
+    'BatchResult', 'DeepInversionSynthesizer', 'balanced_labels',
+    'batch_generator'
+]

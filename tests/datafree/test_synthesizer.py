@@ -1,0 +1,122 @@
+"""DeepInversionSynthesizer on a tiny conv-BN classifier: phases, pixel
+range, channel order, the optional terms, a teacher left untouched."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from cls_kd.datafree import DeepInversionSynthesizer, batch_generator
+
+
+class TinyClassifier(nn.Module):
+    """conv-BN-ReLU, global pooling, linear: the mmpretrain call form."""
+
+    def __init__(self, num_classes=3, channels=3):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 4, 3, padding=1), nn.BatchNorm2d(4),
+            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(4, num_classes)
+        self.sizes = []
+
+    def forward(self, x, mode='tensor'):
+        assert mode == 'tensor'
+        self.sizes.append(tuple(x.shape[1:]))
+        return self.fc(self.body(x))
+
+
+def _frozen(model):
+    torch.manual_seed(0)
+    for p in model.parameters():
+        nn.init.normal_(p)
+    model.body[1].running_mean.uniform_(-1, 1)
+    model.body[1].running_var.uniform_(0.5, 2)
+    return model.eval().requires_grad_(False)
+
+
+MEAN, STD = [10., 120., 200.], [50., 60., 70.]
+LABELS = torch.tensor([0, 1, 2, 0])
+
+
+def test_phases_pixels_and_a_frozen_teacher():
+    teacher = _frozen(TinyClassifier())
+    state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    synthesizer = DeepInversionSynthesizer(
+        teacher, MEAN, STD, to_rgb=True,
+        phases=[dict(size=4, iters=2), dict(size=8, iters=3)], jitter=2)
+    result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
+    synthesizer.close()
+    # The teacher saw the pooled images, then the full ones, then the final
+    # uint8 images once (accuracy).
+    assert teacher.sizes == [(3, 4, 4)] * 2 + [(3, 8, 8)] * 4
+    assert result.images.shape == (4, 8, 8, 3)
+    assert result.images.dtype == np.uint8
+    assert set(result.losses) == {'ce', 'tv', 'l2', 'bn', 'total'}
+    assert 0 <= result.accuracy <= 1
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert not teacher.training
+    assert not any(m._forward_hooks or m._forward_pre_hooks
+                   for m in teacher.modules())
+
+
+def test_same_generator_same_images_and_bgr_teachers_give_rgb():
+    teacher = _frozen(TinyClassifier())
+    phases = [dict(size=8, iters=2)]
+    synthesizer = DeepInversionSynthesizer(teacher, MEAN, STD, to_rgb=True,
+                                           phases=phases, jitter=1)
+    first = synthesizer.synthesize(LABELS, batch_generator(3, 1)).images
+    again = synthesizer.synthesize(LABELS, batch_generator(3, 1)).images
+    other = synthesizer.synthesize(LABELS, batch_generator(3, 2)).images
+    synthesizer.close()
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    # A BGR teacher's input is written reversed (RGB); with the same
+    # statistics on every channel the optimisation is the same.
+    runs = []
+    for to_rgb in (True, False):
+        synthesizer = DeepInversionSynthesizer(
+            teacher, [100.] * 3, [60.] * 3, to_rgb=to_rgb, phases=phases,
+            jitter=1)
+        runs.append(synthesizer.synthesize(LABELS, batch_generator(3, 1)))
+        synthesizer.close()
+    assert np.array_equal(runs[1].images, runs[0].images[..., ::-1])
+
+
+def test_grayscale_optimises_one_channel():
+    teacher = _frozen(TinyClassifier())
+    synthesizer = DeepInversionSynthesizer(
+        teacher, [80.] * 3, [90.] * 3, phases=[dict(size=8, iters=2)],
+        jitter=0, grayscale=True)
+    result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
+    assert result.images.shape == (4, 8, 8, 1)
+    assert teacher.sizes[-1] == (3, 8, 8)
+
+
+def test_student_and_intra_divergence_terms():
+    teacher, student = _frozen(TinyClassifier()), _frozen(TinyClassifier())
+    synthesizer = DeepInversionSynthesizer(
+        teacher, MEAN, STD, phases=[dict(size=8, iters=2)], student=student,
+        student_preprocessor=dict(mean=[0., 0., 0.], std=[255.] * 3),
+        intra_divergence=dict(diversity=1., boundary=1., margin=1.))
+    result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
+    assert {'adaptive', 'diversity', 'boundary'} <= set(result.losses)
+    assert 0 <= result.losses['adaptive'] <= 1
+    # Samples 0 and 3 share class 0: one pair, a cosine in [-1, 1].
+    assert -1 <= result.losses['diversity'] <= 1
+    assert len(student.sizes) == 2  # not run for the accuracy
+
+
+def test_configuration_errors():
+    teacher = _frozen(TinyClassifier())
+    with pytest.raises(ValueError, match='larger than the last one'):
+        DeepInversionSynthesizer(
+            teacher, MEAN, STD,
+            phases=[dict(size=16, iters=1), dict(size=8, iters=1)])
+    with pytest.raises(ValueError, match="Unknown loss weights \\['tvl2'\\]"):
+        DeepInversionSynthesizer(teacher, MEAN, STD, weights=dict(tvl2=1.))
+    with pytest.raises(ValueError, match="close matches: \\['fc'\\]"):
+        DeepInversionSynthesizer(
+            teacher, MEAN, STD,
+            intra_divergence=dict(diversity=1., boundary=1., margin=1.,
+                                  feature_module='fcc'))

@@ -1,0 +1,265 @@
+"""tools/synthesize.py: the folder it writes, resuming, refusing other
+settings, the rank split. Tiny runs: the digits teacher with random
+weights, 8x8 images, a few iterations."""
+import importlib.util
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+from cls_kd.datafree import (
+    balanced_labels,
+    batch_generator,
+    class_folder_names,
+    rank_batches,
+)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join(ROOT, 'configs', 'dearkd', 'synthesis',
+                  'deepinversion_resnet18-c16_digits.py')
+# 5 batches of 4 (2 images per class), phases of 2 iterations at 4 and 8 px.
+TINY = [
+    'teacher.random_init=True', 'teacher.checkpoint=None',
+    'synthesis.num_images=20', 'synthesis.batch_size=4',
+    'synthesis.phases.0.size=4', 'synthesis.phases.0.iters=2',
+    'synthesis.phases.1.size=8', 'synthesis.phases.1.iters=2',
+    'synthesis.log_interval=1'
+]
+
+
+def _tool():
+    path = osp.join(ROOT, 'tools', 'synthesize.py')
+    spec = importlib.util.spec_from_file_location('tool_synthesize', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def one_thread():
+    """In-process runs compute like the one-thread subprocess run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def full_run(tmp_path_factory):
+    """An uninterrupted run from another directory: (out, stdout)."""
+    elsewhere = tmp_path_factory.mktemp('elsewhere')
+    out = str(tmp_path_factory.mktemp('synth') / 'out')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            osp.join(ROOT, 'tools', 'synthesize.py'), CONFIG, '--out', out,
+            '--cfg-options', *TINY
+        ],
+        cwd=elsewhere,
+        env=dict(os.environ, OMP_NUM_THREADS='1'),
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def _images(out):
+    found = {}
+    for folder in sorted(os.listdir(osp.join(out, 'train'))):
+        for name in sorted(os.listdir(osp.join(out, 'train', folder))):
+            path = osp.join(out, 'train', folder, name)
+            found[f'{folder}/{name}'] = np.asarray(Image.open(path))
+    return found
+
+
+def test_folder_manifest_and_dataset(full_run):
+    out, stdout = full_run
+    assert 'batch 5/5 (5/5 here)' in stdout and 'ETA' in stdout
+    assert 'batch 1/5 phase 2/2 (8px) iter 2/2' in stdout
+    images = _images(out)
+    assert sorted(os.listdir(osp.join(out, 'train'))) == [
+        str(k) for k in range(10)
+    ]
+    assert len(images) == 20
+    # Batch 1 holds images 4..7 of the run: classes 4, 5, 6, 7.
+    assert set(images) >= {'4/b00001_000.png', '7/b00001_003.png'}
+    assert all(img.shape == (8, 8) and img.dtype == np.uint8
+               for img in images.values())  # gray, as the digits are
+    with open(osp.join(out, 'manifest.json')) as f:
+        manifest = json.load(f)
+    assert manifest['complete'] and manifest['num_images'] == 20
+    assert manifest['seed'] == 0 and manifest['classes'] == [
+        str(k) for k in range(10)
+    ]
+    assert manifest['synthesis']['phases'] == [
+        dict(size=4, iters=2), dict(size=8, iters=2)
+    ]
+    assert manifest['synthesis']['weights'] == dict(
+        tv=1e-2, l2=1e-5, bn=0.01, first_bn=10., adaptive=0.2)
+    assert manifest['synthesis']['lr'] == 0.25  # a default filled in
+    assert manifest['teacher']['random_init'] is True
+    assert manifest['teacher']['config'] == osp.join(
+        ROOT, 'configs', 'digits', 'resnet18-c16_1xb64_digits.py')
+    assert set(manifest['versions']) >= {'cls_kd', 'torch'}
+    batches = manifest['batches']
+    assert [b['index'] for b in batches] == [0, 1, 2, 3, 4]
+    assert batches[1]['label_counts'] == {'4': 1, '5': 1, '6': 1, '7': 1}
+    assert set(batches[0]['losses']) == {'ce', 'tv', 'l2', 'bn', 'total'}
+    assert all(0 <= b['teacher_top1'] <= 1 and b['seconds'] > 0
+               for b in batches)
+    grid = np.asarray(Image.open(osp.join(out, 'grid.png')))
+    assert grid.shape == (10 * 8, 10 * 8)
+
+    from mmpretrain.datasets import CustomDataset
+    dataset = CustomDataset(data_root=out, data_prefix='train', pipeline=[])
+    assert len(dataset) == 20 and len(dataset.CLASSES) == 10
+    for info in dataset.data_list:
+        folder = osp.basename(osp.dirname(info['img_path']))
+        assert info['gt_label'] == int(folder)
+
+
+def test_resume_skips_finished_batches_and_matches(full_run, tmp_path,
+                                                   capsys, one_thread,
+                                                   monkeypatch):
+    tool = _tool()
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / 'out')
+    args = [CONFIG, '--out', out, '--cfg-options', *TINY]
+    tool.main(args + ['--max-batches', '2'])
+    assert '3 of 5 batches left' in capsys.readouterr().out
+    with open(osp.join(out, 'manifest.json')) as f:
+        assert json.load(f)['complete'] is False
+    finished = sorted(
+        osp.join(root, name) for root, _, names in os.walk(out)
+        for name in names if 'b00000' in name or 'b00001' in name)
+    assert len(finished) == 2 * 4 + 2  # the PNGs and the records
+    mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
+
+    tool.main(args)
+    stdout = capsys.readouterr().out
+    assert '2 of 5 batches already done, skipping them' in stdout
+    assert 'batch 1/5' not in stdout and 'batch 3/5' in stdout
+    assert {p: os.stat(p).st_mtime_ns for p in finished} == mtimes
+    with open(osp.join(out, 'manifest.json')) as f:
+        assert json.load(f)['complete'] is True
+    resumed, uninterrupted = _images(out), _images(full_run[0])
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        assert np.array_equal(resumed[key], uninterrupted[key]), key
+
+
+def test_other_settings_are_refused(full_run, tmp_path, monkeypatch):
+    out = full_run[0]
+    before = os.stat(osp.join(out, 'manifest.json')).st_mtime_ns
+    with pytest.raises(SystemExit) as error:
+        _tool().main([
+            CONFIG, '--out', out, '--cfg-options', *TINY, 'synthesis.seed=1',
+            'synthesis.log_interval=0'
+        ])
+    message = str(error.value.code)
+    assert 'other settings' in message and 'synthesis.seed: 0 -> 1' in message
+    assert 'log_interval' not in message  # logging changes no image
+    assert os.stat(osp.join(out, 'manifest.json')).st_mtime_ns == before
+
+
+def test_colour_images_are_rgb_pngs(tmp_path):
+    out = str(tmp_path / 'out')
+    _tool().main([
+        CONFIG, '--out', out, '--cfg-options', *TINY,
+        'synthesis.grayscale=False', 'synthesis.num_images=4'
+    ])
+    images = _images(out)
+    assert len(images) == 4
+    assert all(img.shape == (8, 8, 3) for img in images.values())
+    assert np.asarray(Image.open(osp.join(out, 'grid.png'))).shape == (
+        10 * 8, 10 * 8, 3)
+
+
+def test_intra_divergence_needs_same_class_images_in_a_batch(tmp_path):
+    config = CONFIG.replace('deepinversion_', 'deepinversion-intra-div_')
+    with pytest.raises(SystemExit) as error:
+        _tool().main([config, '--out', str(tmp_path), '--cfg-options', *TINY])
+    assert 'set synthesis.class_repeats' in str(error.value.code)
+    assert not os.listdir(tmp_path)  # refused before writing anything
+
+
+def test_relative_teacher_config_is_found_from_anywhere(tmp_path,
+                                                        monkeypatch):
+    configs = tmp_path / 'configs'
+    configs.mkdir()
+    (configs / 'teacher.py').write_text('model = dict(type="X")\n')
+    (configs / 'synth.py').write_text(
+        'teacher = dict(config="./teacher.py", checkpoint=None)\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = Config.fromfile(str(configs / 'synth.py'))
+    _tool().resolve_specs(cfg)
+    assert cfg.teacher.config == str(configs / 'teacher.py')
+
+
+@pytest.mark.parametrize('name', [
+    'deepinversion_regnety-160_in1k.py',
+    'deepinversion-intra-div_regnety-160_in1k.py',
+    'deepinversion_resnet18-c16_digits.py',
+    'deepinversion-intra-div_resnet18-c16_digits.py'
+])
+def test_synthesis_configs_load(name):
+    cfg = Config.fromfile(osp.join(osp.dirname(CONFIG), name))
+    settings = _tool().synthesis_settings(cfg)
+    assert settings['phases'][-1]['size'] == (224 if 'in1k' in name else 32)
+    assert settings['weights']['bn'] == 0.01
+    assert settings['weights']['first_bn'] == 10
+    if 'in1k' in name:  # the paper's setting
+        assert settings['weights']['tv'] == 1e-4 and settings['jitter'] == 30
+        assert settings['phases'] == [
+            dict(size=112, iters=2000), dict(size=224, iters=1000)
+        ]
+        assert cfg.teacher.data_preprocessor.to_rgb is True
+    if 'intra-div' in name:
+        assert set(settings['intra_divergence']) == {
+            'diversity', 'boundary', 'margin'
+        }
+
+
+@pytest.mark.parametrize('world_size', [1, 2, 3, 8])
+def test_rank_split_gives_every_batch_once(world_size):
+    for num_batches in range(12):
+        split = [
+            rank_batches(num_batches, r, world_size)
+            for r in range(world_size)
+        ]
+        assert sorted(b for part in split for b in part) == list(
+            range(num_batches))
+    with pytest.raises(ValueError, match='rank 2 is not in'):
+        rank_batches(4, 2, 2)
+
+
+def test_labels_and_noise_depend_on_the_batch_only():
+    assert balanced_labels(1, 4, 3).tolist() == [1, 2, 0, 1]
+    assert balanced_labels(0, 6, 3).tolist() == [0, 1, 2, 0, 1, 2]
+    assert balanced_labels(1, 4, 3, class_repeats=2).tolist() == [2, 2, 0, 0]
+    same = [torch.randn(3, generator=batch_generator(0, 5)) for _ in '12']
+    assert torch.equal(*same)
+    assert not torch.equal(
+        torch.randn(3, generator=batch_generator(0, 6)), same[0])
+    assert not torch.equal(
+        torch.randn(3, generator=batch_generator(1, 5)), same[0])
+
+
+def test_class_folders_sort_in_class_order():
+    assert class_folder_names([str(k) for k in range(10)]) == [
+        str(k) for k in range(10)
+    ]
+    folders = class_folder_names([str(k) for k in range(12)])
+    assert folders[:3] == ['00_0', '01_1', '02_2'] and sorted(folders) == \
+        folders
+    assert class_folder_names(['tench, Tinca tinca', 'goldfish']) == [
+        '0_tench_Tinca_tinca', '1_goldfish'
+    ]

@@ -1,0 +1,318 @@
+"""Synthesise a labelled image folder from a frozen BatchNorm teacher
+(DeepInversion; ADI with a student; DearKD's intra-divergence).
+
+    python tools/synthesize.py CONFIG --out DIR [--cfg-options k=v ...]
+        [--max-batches N] [--launcher none|pytorch]
+
+    torchrun --nproc_per_node 8 tools/synthesize.py CONFIG --out DIR \\
+        --launcher pytorch
+
+The config holds ``teacher=dict(config=..., checkpoint=...)`` (a distiller
+teacher spec), optionally ``student=`` (same form, for ADI) and
+``synthesis=dict(...)`` (see ``configs/dearkd/synthesis/``). Writes
+``DIR/train/<class>/b{batch:05d}_{i:03d}.png`` (train on it with
+``CustomDataset(data_root=DIR, data_prefix='train')``), ``DIR/batches/``
+(one record per finished batch), ``DIR/manifest.json`` and
+``DIR/grid.png``. A rerun with the same ``--out`` skips the finished
+batches and refuses other settings. Rank ``r`` of ``W`` processes takes
+the batches ``b % W == r``; batch ``b`` depends only on ``(seed, b)``.
+Phases are changed by index, e.g. ``--cfg-options
+synthesis.phases.1.iters=500``; ``--max-batches N`` stops after N batches
+(a rerun continues).
+"""
+import argparse
+import datetime
+import inspect
+import json
+import math
+import os.path as osp
+import time
+
+import mmengine
+import mmpretrain
+import torch
+import torch.distributed as torch_dist
+from mmengine import dist
+from mmengine.config import Config, DictAction
+
+import cls_kd
+from cls_kd.datafree import (
+    DEFAULT_WEIGHTS,
+    DeepInversionSynthesizer,
+    SettingsMismatchError,
+    SynthesisOutput,
+    balanced_labels,
+    batch_generator,
+    class_folder_names,
+    label_counts,
+    rank_batches,
+)
+from cls_kd.models.distillers.teacher import build_teacher
+from cls_kd.registry import DATASETS
+from cls_kd.utils import resolve_config_path
+
+# What the run itself needs; the synthesizer's keyword defaults (the paper's
+# setting) fill the rest of ``synthesis``.
+RUN_KEYS = dict(num_images=None, batch_size=None, seed=0, classes=None,
+                class_repeats=1, log_interval=100)
+SYNTHESIZER_KEYS = ('phases', 'lr', 'betas', 'eps', 'jitter', 'flip',
+                    'weights', 'adaptive_temperature', 'intra_divergence',
+                    'grayscale')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Synthesise images from a teacher (DeepInversion).')
+    parser.add_argument('config', help='synthesis config file path')
+    parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument(
+        '--max-batches',
+        type=int,
+        help='stop after synthesising this many batches (per process); a '
+        'rerun continues')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, e.g. teacher.checkpoint=x.pth '
+        'synthesis.num_images=1000')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch'], default='none')
+    return parser.parse_args(argv)
+
+
+def _plain(value):
+    """JSON types only (tuples become lists, ConfigDicts dicts)."""
+    return json.loads(json.dumps(value))
+
+
+def synthesis_settings(cfg: Config) -> dict:
+    """``cfg.synthesis`` with every default filled in.
+
+    Raises:
+        SystemExit: Unknown keys, or no ``num_images``/``batch_size``.
+    """
+    given = dict(cfg.get('synthesis') or {})
+    unknown = set(given) - set(RUN_KEYS) - set(SYNTHESIZER_KEYS)
+    if unknown:
+        raise SystemExit(
+            f'synthesize.py: error: unknown synthesis keys {sorted(unknown)}; '
+            f'known: {sorted(set(RUN_KEYS) | set(SYNTHESIZER_KEYS))}.')
+    signature = inspect.signature(DeepInversionSynthesizer).parameters
+    settings = dict(RUN_KEYS)
+    settings.update({k: signature[k].default for k in SYNTHESIZER_KEYS})
+    settings['weights'] = dict(DEFAULT_WEIGHTS)
+    for key, value in given.items():
+        if key == 'weights':
+            settings['weights'].update(value or {})
+        else:
+            settings[key] = value
+    for key in ('num_images', 'batch_size', 'class_repeats'):
+        if not isinstance(settings[key], int) or settings[key] < 1:
+            raise SystemExit(f'synthesize.py: error: synthesis.{key} must be '
+                             f'a positive integer; got {settings[key]!r}.')
+    return _plain(settings)
+
+
+def resolve_specs(cfg: Config) -> None:
+    """Teacher/student ``config=`` paths relative to the config naming them
+    become absolute, so the tool runs from any directory."""
+    config_dir = osp.dirname(osp.abspath(cfg.filename))
+    for name in ('teacher', 'student'):
+        spec = cfg.get(name)
+        if spec and isinstance(spec.get('config'), str) and \
+                '::' not in spec['config']:
+            spec['config'] = osp.abspath(
+                resolve_config_path(spec['config'], config_dir))
+
+
+def default_classes(spec: dict, num_classes: int) -> list:
+    """Class names of the teacher config's train dataset (its ``classes``,
+    else its type's metainfo), else ``'0'..'K-1'`` zero-padded."""
+    classes = None
+    if isinstance(spec['config'], str):
+        dataset = (Config.fromfile(resolve_config_path(spec['config'])).get(
+            'train_dataloader') or {}).get('dataset') or {}
+        classes = dataset.get('classes') or (dataset.get('metainfo')
+                                             or {}).get('classes')
+        dataset_type = dataset.get('type')
+        if classes is None and isinstance(dataset_type, str):
+            dataset_cls = DATASETS.get(dataset_type)
+            classes = getattr(dataset_cls, 'METAINFO', {}).get('classes')
+    if classes is None:
+        width = len(str(num_classes - 1))
+        classes = [f'{k:0{width}d}' for k in range(num_classes)]
+    return list(classes)
+
+
+def init_launcher(launcher: str):
+    """``(rank, world_size, device)``; starts the process group for
+    ``pytorch`` (torchrun). The timeout is long: ranks wait at the end for
+    the slowest one, which may have more batches left after a resume."""
+    timeout = datetime.timedelta(hours=24)
+    if launcher == 'pytorch':
+        if torch.cuda.is_available():
+            dist.init_dist('pytorch', backend='nccl', timeout=timeout)
+        else:
+            torch_dist.init_process_group(backend='gloo', timeout=timeout)
+    rank, world_size = dist.get_dist_info()
+    device = torch.device('cuda', torch.cuda.current_device()) \
+        if torch.cuda.is_available() else torch.device('cpu')
+    return rank, world_size, device
+
+
+def _preprocessor(name: str, preprocessor) -> dict:
+    if not preprocessor or 'mean' not in preprocessor or \
+            'std' not in preprocessor:
+        raise SystemExit(
+            f'synthesize.py: error: the {name} config has no data_preprocessor'
+            f' mean/std: add data_preprocessor=dict(mean=[...], std=[...], '
+            f'to_rgb=...) (0-255 scale) to the {name} spec.')
+    return dict(mean=list(preprocessor['mean']), std=list(preprocessor['std']),
+                to_rgb=bool(preprocessor.get('to_rgb', False)))
+
+
+def build_models(cfg: Config, device: torch.device):
+    """``{name: (model, preprocessor)}`` for the teacher and, if the config
+    has one, the student (ADI), frozen in eval mode on ``device``."""
+    models = {}
+    for name in ('teacher', 'student'):
+        spec = cfg.get(name)
+        if not spec:
+            continue
+        if spec.get('checkpoint') is None and not spec.get(
+                'random_init', False):
+            raise SystemExit(
+                f'synthesize.py: error: the {name} has no checkpoint: pass '
+                f'--cfg-options {name}.checkpoint=<file>.')
+        model, preprocessor = build_teacher(name, dict(spec))
+        if name == 'teacher':
+            preprocessor = _preprocessor(name, preprocessor)
+        models[name] = (model.to(device), preprocessor)
+    return models
+
+
+def check_classes(settings: dict, classes: list, num_classes: int) -> None:
+    """Class names for every teacher output; same-class pairs in a batch
+    when the intra-class divergence is on."""
+    if len(classes) != num_classes:
+        raise SystemExit(f'synthesize.py: error: {len(classes)} classes for a'
+                         f' teacher with {num_classes} outputs.')
+    if settings['intra_divergence'] and settings['class_repeats'] == 1 and \
+            settings['batch_size'] <= num_classes:
+        raise SystemExit(
+            f'synthesize.py: error: the intra-class divergence compares '
+            f'same-class images of a batch, but a batch of '
+            f'{settings["batch_size"]} holds {num_classes} classes once at '
+            f'most: set synthesis.class_repeats (images of a class in a row).')
+
+
+def run_batches(synthesizer, output: SynthesisOutput, batches: list,
+                settings: dict, num_classes: int, rank: int, log) -> None:
+    """Synthesise ``batches`` and write each one as soon as it is done."""
+    num_batches = math.ceil(settings['num_images'] / settings['batch_size'])
+    started = time.perf_counter()
+    for done, batch in enumerate(batches, 1):
+        start = time.perf_counter()
+        count = min(settings['batch_size'],
+                    settings['num_images'] - batch * settings['batch_size'])
+        labels = balanced_labels(batch, settings['batch_size'], num_classes,
+                                 settings['class_repeats'])[:count]
+        result = synthesizer.synthesize(
+            labels, batch_generator(settings['seed'], batch),
+            name=f'batch {batch + 1}/{num_batches}')
+        seconds = time.perf_counter() - start
+        output.write_batch(
+            batch, result.images, labels.tolist(),
+            dict(images=count, label_counts=label_counts(labels.tolist()),
+                 losses=result.losses, teacher_top1=result.accuracy,
+                 seconds=seconds, rank=rank))
+        eta = (time.perf_counter() - started) / done * (len(batches) - done)
+        terms = ' '.join(f'{k} {v:.4g}' for k, v in result.losses.items())
+        log(f'batch {batch + 1}/{num_batches} ({done}/{len(batches)} here): '
+            f'{terms}; teacher top-1 {result.accuracy:.3f}; '
+            f'{seconds:.1f} s/batch; ETA '
+            f'{datetime.timedelta(seconds=int(eta))}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cls_kd.register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    resolve_specs(cfg)
+    settings = synthesis_settings(cfg)
+    rank, world_size, device = init_launcher(args.launcher)
+
+    def log(line: str) -> None:
+        print(f'[rank {rank}] {line}' if world_size > 1 else line, flush=True)
+
+    # The same weights in every run for random_init teachers (tests).
+    torch.manual_seed(settings['seed'])
+    models = build_models(cfg, device)
+    teacher, teacher_pre = models['teacher']
+    student, student_pre = models.get('student', (None, None))
+    size = settings['phases'][-1]['size']
+    with torch.no_grad():
+        num_classes = teacher(
+            torch.zeros(1, len(teacher_pre['mean']), size, size,
+                        device=device), mode='tensor').shape[-1]
+    classes = settings['classes'] or default_classes(cfg.teacher,
+                                                     num_classes)
+    check_classes(settings, classes, num_classes)
+    synthesizer = DeepInversionSynthesizer(
+        teacher, teacher_pre['mean'], teacher_pre['std'],
+        to_rgb=teacher_pre['to_rgb'], student=student,
+        student_preprocessor=student_pre,
+        log_interval=settings['log_interval'], log=log,
+        **{k: settings[k] for k in SYNTHESIZER_KEYS})
+
+    output = SynthesisOutput(args.out, class_folder_names(classes),
+                             settings['grayscale'])
+    manifest = dict(
+        teacher=_plain(cfg.teacher), student=_plain(cfg.get('student')),
+        synthesis=settings, config=osp.abspath(args.config),
+        checkpoint=cfg.teacher.get('checkpoint'), seed=settings['seed'],
+        teacher_preprocessor=teacher_pre, classes=classes,
+        folders=output.folders, world_size=world_size, versions=dict(
+            cls_kd=cls_kd.__version__, torch=torch.__version__,
+            mmengine=mmengine.__version__, mmpretrain=mmpretrain.__version__))
+    try:
+        output.check_settings(manifest)
+    except SettingsMismatchError as e:
+        raise SystemExit(f'synthesize.py: error: {e}') from None
+    dist.barrier()  # every rank has read the old manifest
+    if rank == 0:
+        output.start(manifest)
+    dist.barrier()
+
+    num_batches = math.ceil(settings['num_images'] / settings['batch_size'])
+    mine = rank_batches(num_batches, rank, world_size)
+    todo = [b for b in mine if not output.done(b)]
+    if len(todo) < len(mine):
+        log(f'Resuming {args.out}: {len(mine) - len(todo)} of {len(mine)} '
+            f'batches already done, skipping them.')
+    run_batches(synthesizer, output, todo[:args.max_batches], settings,
+                num_classes, rank, log)
+    synthesizer.close()
+
+    dist.barrier()
+    if rank == 0:
+        records = output.records(num_batches)
+        left = sum(r is None for r in records)
+        if left:
+            log(f'{left} of {num_batches} batches left: rerun the same '
+                f'command to finish.')
+        else:
+            final = output.finish(manifest, records)
+            grid = output.write_grid()
+            log(f'Wrote {final["num_images"]} images to '
+                f'{osp.join(args.out, "train")} (teacher top-1 on them '
+                f'{final["teacher_top1"]:.3f}); {grid}.')
+    if world_size > 1:
+        torch_dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    main()
