@@ -47,6 +47,7 @@ from cls_kd.datafree import (
     label_counts,
     rank_batches,
 )
+from cls_kd.models.distillers.errors import DistillerConfigError
 from cls_kd.models.distillers.teacher import build_teacher
 from cls_kd.registry import DATASETS
 from cls_kd.utils import resolve_config_path
@@ -250,7 +251,10 @@ def main(argv=None):
 
     # The same weights in every run for random_init teachers (tests).
     torch.manual_seed(settings['seed'])
-    models = build_models(cfg, device)
+    try:
+        models = build_models(cfg, device)
+    except DistillerConfigError as e:  # unreadable or unfitting checkpoint
+        raise SystemExit(f'synthesize.py: error: {e}') from None
     teacher, teacher_pre = models['teacher']
     student, student_pre = models.get('student', (None, None))
     size = settings['phases'][-1]['size']
@@ -261,12 +265,16 @@ def main(argv=None):
     classes = settings['classes'] or default_classes(cfg.teacher,
                                                      num_classes)
     check_classes(settings, classes, num_classes)
-    synthesizer = DeepInversionSynthesizer(
-        teacher, teacher_pre['mean'], teacher_pre['std'],
-        to_rgb=teacher_pre['to_rgb'], student=student,
-        student_preprocessor=student_pre,
-        log_interval=settings['log_interval'], log=log,
-        **{k: settings[k] for k in SYNTHESIZER_KEYS})
+    try:
+        synthesizer = DeepInversionSynthesizer(
+            teacher, teacher_pre['mean'], teacher_pre['std'],
+            to_rgb=teacher_pre['to_rgb'], student=student,
+            student_preprocessor=student_pre,
+            log_interval=settings['log_interval'], log=log,
+            **{k: settings[k] for k in SYNTHESIZER_KEYS})
+    except (ValueError, TypeError) as e:  # settings it cannot use
+        raise SystemExit(f'synthesize.py: error: {args.config}: {e}') \
+            from None
 
     output = SynthesisOutput(args.out, class_folder_names(classes),
                              settings['grayscale'])

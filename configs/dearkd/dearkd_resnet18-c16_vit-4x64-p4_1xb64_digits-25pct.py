@@ -1,6 +1,8 @@
-# dearkd_resnet18-c16_vit-4x64-p4_1xb64_digits.py on a fixed 25 % of the digits training images: a class-balanced
-# draw with seed 0 (SubsetDataset), the same images in every run and seed.
-# Same epochs, so a quarter of the steps.
+# dearkd_resnet18-c16_vit-4x64-p4_1xb64_digits.py
+# on a fixed 25 % of the digits
+# training images: a class-balanced draw with seed 0 (SubsetDataset),
+# the same images in every run and seed. Same epochs, so a quarter of
+# the steps.
 _base_ = ['./dearkd_resnet18-c16_vit-4x64-p4_1xb64_digits.py']
 
 train_dataloader = dict(

@@ -18,7 +18,8 @@ def load_runner(repo_root):
 
 
 @pytest.mark.parametrize('experiment', [
-    'kd', 'vitkd', 'attndistill', 'scalekd', 'dearkd', 'dearkd-datafree'
+    'kd', 'vitkd', 'attndistill', 'scalekd', 'dearkd', 'dearkd-p4',
+    'dearkd-datafree'
 ])
 def test_configs_of_every_experiment_exist(repo_root, experiment):
     exp = load_runner(repo_root).EXPERIMENTS[experiment]

@@ -263,3 +263,24 @@ def test_class_folders_sort_in_class_order():
     assert class_folder_names(['tench, Tinca tinca', 'goldfish']) == [
         '0_tench_Tinca_tinca', '1_goldfish'
     ]
+
+
+@pytest.mark.parametrize('option, message', [
+    ('synthesis.phases.0.size=16', r'deepinversion_resnet18-c16_digits\.py:'
+     r' No phase may be larger than the last one'),
+    ('synthesis.weights.contrast=1.0', r"Unknown loss weights \['contrast'\]"),
+])
+def test_config_mistakes_stop_with_a_message(tmp_path, option, message):
+    with pytest.raises(SystemExit, match='synthesize.py: error: .*' + message):
+        _tool().main([CONFIG, '--out', str(tmp_path), '--cfg-options',
+                      *TINY, option])
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_unreadable_teacher_checkpoint_is_a_message(tmp_path):
+    with pytest.raises(SystemExit, match="error: Teacher 'teacher': Cannot "
+                       'read checkpoint .*missing.pth'):
+        _tool().main([
+            CONFIG, '--out', str(tmp_path / 'out'), '--cfg-options',
+            'teacher.checkpoint=' + str(tmp_path / 'missing.pth')
+        ])
