@@ -92,7 +92,8 @@ _DEARKD_TEACHER = Run('teacher',
                       'configs/digits/resnet18-c16_1xb64_digits.py')
 _DEARKD_VIT = 'configs/digits/vit-4x64-p4_1xb64_digits.py'
 _DEARKD = 'configs/dearkd/dearkd_resnet18-c16_vit-4x64-p4_1xb64_digits.py'
-_DEARKD_FREE = _DEARKD[:-3] + '-datafree.py'
+_DEARKD_P8 = 'configs/dearkd/dearkd_resnet18-c16_vit-t4-p8_1xb64_digits.py'
+_DEARKD_FREE = _DEARKD_P8[:-3] + '-datafree.py'
 _SYNTH = 'configs/dearkd/synthesis/'
 _QUARTER = dict(train_dataset='train_dataloader.dataset.dataset')
 
@@ -225,8 +226,7 @@ EXPERIMENTS = {
         'Student: ViT 4x64 (patch 8)',
         'configs/digits/vit-t4-p8_1xb64_digits.py',
         'configs/deit/deit_resnet18-c16_vit-t4-p8-distilled_1xb64_digits.py',
-        'configs/dearkd/dearkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
-        'work_dirs/dearkd_digits'),
+        _DEARKD_P8, 'work_dirs/dearkd_digits'),
     # `make dearkd-p4-digits`: the same with 4x4 patches (an 8x8 token
     # grid), 30 epochs: about 3x the compute of patch 8.
     'dearkd-p4': _dearkd_experiment(
@@ -241,14 +241,14 @@ EXPERIMENTS = {
     'dearkd-datafree':
     Experiment(
         teacher=_DEARKD_TEACHER,
-        student_config=_DEARKD,
+        student_config=_DEARKD_P8,
         students=[
             Run('deepinversion', 'Data-free student: DeepInversion images',
-                _DEARKD_FREE, True, test_config=_DEARKD,
+                _DEARKD_FREE, True, test_config=_DEARKD_P8,
                 synth_config=_SYNTH + 'deepinversion_resnet18-c16_digits.py'),
             Run('intra_div',
                 'Data-free student: + intra-divergence images',
-                _DEARKD_FREE, True, test_config=_DEARKD,
+                _DEARKD_FREE, True, test_config=_DEARKD_P8,
                 synth_config=_SYNTH +
                 'deepinversion-intra-div_resnet18-c16_digits.py'),
         ],

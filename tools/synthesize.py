@@ -58,7 +58,7 @@ RUN_KEYS = dict(num_images=None, batch_size=None, seed=0, classes=None,
                 class_repeats=1, log_interval=100)
 SYNTHESIZER_KEYS = ('phases', 'lr', 'betas', 'eps', 'jitter', 'flip',
                     'weights', 'adaptive_temperature', 'intra_divergence',
-                    'grayscale')
+                    'grayscale', 'teacher_size')
 
 
 def parse_args(argv=None):
@@ -257,7 +257,7 @@ def main(argv=None):
         raise SystemExit(f'synthesize.py: error: {e}') from None
     teacher, teacher_pre = models['teacher']
     student, student_pre = models.get('student', (None, None))
-    size = settings['phases'][-1]['size']
+    size = settings.get('teacher_size') or settings['phases'][-1]['size']
     with torch.no_grad():
         num_classes = teacher(
             torch.zeros(1, len(teacher_pre['mean']), size, size,

@@ -143,6 +143,12 @@ class DeepInversionSynthesizer:
         grayscale (bool): Optimise one channel shown to the teacher on all
             of its channels (for teachers trained on gray images).
             Defaults to False.
+        teacher_size (int, optional): Show the teacher the images resized
+            (bicubic) to this size, as a training pipeline that resizes
+            them will show them to the student, for data stored smaller
+            than the network's input (the digits: 8x8 images, resized to
+            32x32 by the pipeline); the images are optimised and written
+            at the last phase's size. Defaults to None (no resizing).
         log_interval (int): Log every this many iterations (0: never).
             Defaults to 0.
         log (callable): Takes each log line. Defaults to ``print``.
@@ -166,6 +172,7 @@ class DeepInversionSynthesizer:
                  adaptive_temperature: float = 3.,
                  intra_divergence: Optional[dict] = None,
                  grayscale: bool = False,
+                 teacher_size: Optional[int] = None,
                  log_interval: int = 0,
                  log: Callable[[str], None] = print):
         if not phases or any(set(p) != {'size', 'iters'} for p in phases):
@@ -186,6 +193,8 @@ class DeepInversionSynthesizer:
         self.std = torch.tensor(
             std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         self.to_rgb, self.grayscale = to_rgb, grayscale
+        self.teacher_size = None if teacher_size is None else int(
+            teacher_size)
         self.phases = [dict(size=int(p['size']), iters=int(p['iters']))
                        for p in phases]
         self.lr, self.betas, self.eps = lr, tuple(betas), eps
@@ -232,6 +241,9 @@ class DeepInversionSynthesizer:
         return self.mean[:, channels], self.std[:, channels]
 
     def _teacher_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.teacher_size is not None and x.shape[-1] != self.teacher_size:
+            x = F.interpolate(x, size=self.teacher_size, mode='bicubic',
+                              align_corners=False)
         if not self.grayscale:
             return x
         gray_mean, gray_std = self._image_stats()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cls_kd.datafree import DeepInversionSynthesizer, batch_generator
 
@@ -22,6 +23,7 @@ class TinyClassifier(nn.Module):
     def forward(self, x, mode='tensor'):
         assert mode == 'tensor'
         self.sizes.append(tuple(x.shape[1:]))
+        self.last_input = x.detach()
         return self.fc(self.body(x))
 
 
@@ -120,3 +122,25 @@ def test_configuration_errors():
             teacher, MEAN, STD,
             intra_divergence=dict(diversity=1., boundary=1., margin=1.,
                                   feature_module='fcc'))
+
+
+def test_teacher_size_shows_resized_images_and_writes_small_ones():
+    """Data stored smaller than the network's input (digits: 8x8 files,
+    resized to 32x32 by the pipeline): the teacher sees every phase and the
+    final images bicubic-resized to teacher_size; the images are 8x8."""
+    teacher = _frozen(TinyClassifier())
+    synthesizer = DeepInversionSynthesizer(
+        teacher, MEAN, STD, to_rgb=True, teacher_size=16,
+        phases=[dict(size=4, iters=2), dict(size=8, iters=1)], jitter=0,
+        flip=False)
+    result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
+    synthesizer.close()
+    assert teacher.sizes == [(3, 16, 16)] * 4
+    assert result.images.shape == (4, 8, 8, 3)
+    # What the teacher saw last is the written images, resized.
+    pixels = torch.from_numpy(result.images).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    expected = F.interpolate((pixels - mean) / std, size=16, mode='bicubic',
+                             align_corners=False)
+    torch.testing.assert_close(teacher.last_input, expected)
