@@ -13,7 +13,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS = sorted(
     osp.relpath(p, ROOT)
     for p in glob.glob(osp.join(ROOT, 'configs', '**', '*_digits.py'),
-                       recursive=True) if '_base_' not in p)
+                       recursive=True)
+    # Synthesis configs (tools/synthesize.py) do not train.
+    if '_base_' not in p and f'{osp.sep}synthesis{osp.sep}' not in p)
 
 
 def _epoch_schedulers(cfg):
