@@ -91,23 +91,7 @@ def test_vitkd_experiment_trains_the_teacher_once(repo_root, tmp_path,
                                                   monkeypatch):
     runner = load_runner(repo_root)
     calls = []
-
-    def fake_run(args, log_file):
-        calls.append(args)
-        tool = args[0]
-        if tool == 'tools/train.py':
-            work_dir = args[args.index('--work-dir') + 1]
-            os.makedirs(work_dir, exist_ok=True)
-            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
-                f.write(osp.join(work_dir, 'epoch_1.pth'))
-        elif tool == 'tools/test.py':
-            out = args[args.index('--out') + 1]
-            os.makedirs(osp.dirname(out), exist_ok=True)
-            # A different accuracy per run, to check the bookkeeping.
-            with open(out, 'w') as f:
-                json.dump({'accuracy/top1': float(len(calls))}, f)
-
-    monkeypatch.setattr(runner, 'run', fake_run)
+    monkeypatch.setattr(runner, 'run', fake_tools(calls))
     data_root = tmp_path / 'digits'
     (data_root / 'val').mkdir(parents=True)
     results = runner.main([
