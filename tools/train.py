@@ -1,8 +1,8 @@
 """Train a model (a cls_kd distiller or any mmpretrain model) from a config.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--amp-force] [--tensorboard] [--cfg-options key=value ...]
-        [--launcher pytorch|slurm|mpi]
+        [--amp-force] [--compile] [--tensorboard]
+        [--cfg-options key=value ...] [--launcher pytorch|slurm|mpi]
 
 ``--amp`` is bfloat16 autocast where the device computes in bfloat16
 natively, float16 with dynamic loss scaling on GPUs without bfloat16, and
@@ -10,6 +10,12 @@ refused on CPUs without native bfloat16 (emulated: much slower than
 float32) unless ``--amp-force``; the choice is printed (see
 ``cls_kd.utils.amp``). ``--tensorboard`` adds TensorBoard logging to the
 config's visualizer (``pip install 'cls_kd[tensorboard]'``).
+
+``--compile`` (or ``compile = True``, or a dict of ``torch.compile`` options,
+in the config) compiles the student, connectors, losses and teachers in
+place before the first iteration (:class:`cls_kd.engine.hooks.CompileHook`),
+what ``tools/analysis/benchmark.py --compile`` compiles; mmengine's own
+``compile``, which compiles the whole ``train_step``, is not used.
 """
 import argparse
 import importlib.util
@@ -27,6 +33,7 @@ from cls_kd.utils import (
     apply_amp,
     apply_launch_args,
     choose_amp,
+    compile_options,
     resolve_teacher_paths,
 )
 from cls_kd.utils.resume import resolve_resume
@@ -58,6 +65,12 @@ def parse_args(argv=None):
         action='store_true',
         help='--amp, and on a CPU without native bfloat16 use emulated '
         'bfloat16 anyway (much slower than float32; for numerics checks)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the student, connectors, losses and teachers '
+        '(same as compile=True in the config; the first iterations are '
+        'slow)')
     parser.add_argument(
         '--tensorboard',
         action='store_true',
@@ -120,6 +133,25 @@ def add_tensorboard(cfg: Config) -> None:
     cfg.visualizer.vis_backends = backends
 
 
+def apply_compile_args(cfg: Config, flag: bool) -> None:
+    """``--compile`` / the config's ``compile``: a :class:`CompileHook` with
+    its options; the key is taken away from mmengine's runner."""
+    value = cfg.pop('compile', None)
+    if flag and not value:
+        value = True
+    try:
+        options = compile_options(value)
+    except ValueError as e:
+        raise SystemExit(f'train.py: error: {e}') from None
+    if options is None:
+        return
+    hooks = [
+        h for h in (cfg.get('custom_hooks') or [])
+        if str(h.get('type', '')).split('.')[-1] != 'CompileHook'
+    ]
+    cfg.custom_hooks = hooks + [dict(type='cls_kd.CompileHook', **options)]
+
+
 def merge_args(cfg: Config, args) -> Config:
     """Apply command-line options to the config."""
     if args.cfg_options:
@@ -127,6 +159,7 @@ def merge_args(cfg: Config, args) -> Config:
     apply_launch_args(cfg, args.config, args.work_dir, args.launcher)
     if args.amp or args.amp_force:
         apply_amp_args(cfg, args.amp_force)
+    apply_compile_args(cfg, args.compile)
     if args.tensorboard:
         add_tensorboard(cfg)
     if args.resume == 'auto':

@@ -12,7 +12,7 @@ from .checkpoint import (
                          load_plain_student_hook,
                          patch_mmengine_torch_load,
 )
-from .compile import cast_numpy_scalars
+from .compile import cast_numpy_scalars, compile_model, compile_options
 from .config_paths import (
                            installed_path,
                            patch_mmengine_package_configs,
@@ -33,7 +33,9 @@ __all__ = [
     'extract_state_dict', 'load_model_weights', 'patch_mmengine_torch_load',
     'CheckpointError', 'load_plain_student_hook', 'installed_path',
     'patch_mmengine_package_configs', 'resolve_config_path',
-    'resolve_teacher_paths', 'cast_numpy_scalars', 'apply_launch_args',
+    'resolve_teacher_paths', 'cast_numpy_scalars', 'compile_model',
+    'compile_options',
+    'apply_launch_args',
     'checkpoint_problem', 'find_resume_checkpoint', 'resolve_resume',
     'check_data_roots', 'fit_schedulers_to_max_epochs'
 ]

@@ -2,6 +2,8 @@
 import copy
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import uuid
 
@@ -305,11 +307,21 @@ def _rank_worker(rank, port, out_dir):
         dist.destroy_process_group()
 
 
-def test_one_rank_nonfinite_skips_on_every_rank():
+def _run_ranks(out_dir):
+    """Fork the two ranks (run in a fresh interpreter by the test)."""
     import torch.multiprocessing as mp
+    mp.start_processes(_rank_worker, args=(_free_port(), out_dir),
+                       nprocs=2, start_method='fork')
+
+
+def test_one_rank_nonfinite_skips_on_every_rank():
+    # A fresh interpreter forks the ranks: a fork of this process could not
+    # run backward once its autograd engine has started threads (as after a
+    # test that trained a compiled model).
+    code = (f'import runpy; runpy.run_path({__file__!r})["_run_ranks"]'
+            f'(__import__("sys").argv[1])')
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.start_processes(_rank_worker, args=(_free_port(), out_dir),
-                           nprocs=2, start_method='fork')
+        subprocess.run([sys.executable, '-c', code, out_dir], check=True)
         ranks = [torch.load(os.path.join(out_dir, f'rank{r}.pth'))
                  for r in range(2)]
     for result in ranks:

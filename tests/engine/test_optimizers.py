@@ -4,7 +4,7 @@ import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
 
 import cls_kd
-from cls_kd.engine import merge_param_groups
+from cls_kd.engine import merge_param_groups, with_fused_default
 
 cls_kd.register_all_modules()
 
@@ -77,3 +77,40 @@ def test_autocast_wrapper_runs_bf16_on_cpu():
     assert out.dtype == torch.bfloat16
     wrapper.update_params(out.float().sum())
     assert model.weight.dtype == torch.float32
+
+
+class _FakeParam:
+    """What with_fused_default looks at, on a device this machine lacks."""
+
+    def __init__(self, cuda=True, floating=True, requires_grad=True):
+        self.is_cuda, self.requires_grad = cuda, requires_grad
+        self._floating = floating
+
+    def is_floating_point(self):
+        return self._floating
+
+
+def test_fused_adamw_by_default_on_cuda_only():
+    adamw = dict(type='AdamW', lr=1e-3)
+    on_cuda = [_FakeParam(), _FakeParam(requires_grad=False, cuda=False)]
+    assert with_fused_default(adamw, on_cuda) == dict(adamw, fused=True)
+    assert with_fused_default(dict(adamw, type='torch.optim.Adam'),
+                              on_cuda)['fused'] is True
+    # CPU (or mixed) parameters, another optimizer, an explicit choice: as is.
+    assert with_fused_default(adamw, [_FakeParam(cuda=False)]) is adamw
+    assert with_fused_default(adamw, [_FakeParam(), _FakeParam(
+        cuda=False)]) is adamw
+    assert with_fused_default(adamw, []) is adamw
+    for cfg in (dict(type='SGD', lr=0.1), dict(adamw, fused=False),
+                dict(adamw, foreach=True)):
+        assert with_fused_default(cfg, on_cuda) is cfg
+
+
+def test_constructor_leaves_cpu_optimizers_unfused():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    wrapper = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+            constructor='MergedGroupsOptimWrapperConstructor'))
+    assert not wrapper.optimizer.defaults.get('fused')

@@ -1,10 +1,13 @@
 """Smoke test of tools/analysis/benchmark.py (no timing claims)."""
+import copy
 import importlib.util
 import json
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 KD_CONFIG = 'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'
@@ -17,15 +20,16 @@ EXPECTED_KEYS = {
 }
 
 
-def _load_benchmark():
-    path = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('cls_kd_benchmark', path)
+def _load(name):
+    path = osp.join(ROOT, 'tools', 'analysis', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'cls_kd_{name}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-benchmark = _load_benchmark()
+benchmark = _load('benchmark')
+reference_step = _load('reference_step')
 
 
 def test_benchmark_kd_digits_cpu(tmp_path, monkeypatch, capsys):
@@ -62,3 +66,159 @@ def test_benchmark_needs_optim_wrapper(tmp_path):
 def test_benchmark_cuda_without_cuda():
     with pytest.raises(SystemExit, match='CUDA is not available'):
         benchmark.main([osp.join(ROOT, KD_CONFIG), '--device', 'cuda'])
+
+
+REFERENCE_KEYS = {
+    'images_per_s', 'step_ms_mean', 'step_ms_std', 'step_ms', 'teacher_ms',
+    'teacher_share', 'peak_memory_mib', 'compile'
+}
+
+
+def test_benchmark_reference_json(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / 'results.json'
+    benchmark.main([
+        KD_CONFIG, '--device', 'cpu', '--iters', '2', '--warmup', '1',
+        '--batch-size', '4', '--reference', '--out',
+        str(out)
+    ])
+    results = json.loads(out.read_text())
+    assert EXPECTED_KEYS | {'speed_vs_reference', 'memory_vs_reference',
+                            'channels_last'} <= set(results)
+    ref = results['reference']
+    assert set(ref) == REFERENCE_KEYS
+    assert len(ref['step_ms']) == 2 and ref['compile'] is False
+    assert results['speed_vs_reference'] == pytest.approx(
+        results['images_per_s'] / ref['images_per_s'])
+    # On the CPU only the process's peak RSS exists: not split per side.
+    assert ref['peak_memory_mib'] is None
+    assert results['memory_vs_reference'] is None
+    assert 0 < ref['teacher_share'] < 1
+    printed = capsys.readouterr().out
+    assert 'cls_kd / reference' in printed and '[reference] 2/2' in printed
+
+
+@pytest.mark.parametrize('config, message', [
+    ('configs/deit/deit_resnet18-c16_vit-t4-p8-distilled_1xb64_digits.py',
+     'loss_deit: DeiTDistillLoss is not written out'),
+    ('configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
+     r"loss_kd: KDLoss reads \{'logits_s': 'logits_t'"),
+])
+def test_benchmark_reference_refuses_other_work(config, message,
+                                                monkeypatch):
+    monkeypatch.chdir(ROOT)
+    options = []
+    if 'kd_resnet18' in config:  # the teacher's logits on both sides
+        options = ['--cfg-options',
+                   'model.losses.loss_kd.inputs.logits_s=logits_t']
+    with pytest.raises(SystemExit, match='--reference: ' + message):
+        benchmark.main([config, '--device', 'cpu', '--reference', *options])
+
+
+def _built(config, **options):
+    args = benchmark.parse_args(
+        [osp.join(ROOT, config), '--cfg-options',
+         *[f'{k}={v}' for k, v in options.items()]] if options else
+        [osp.join(ROOT, config)])
+    cfg = benchmark.load_config(args)
+    model, _ = benchmark.build_model(cfg)
+    return model, cfg
+
+
+DIGITS_CONFIGS = [
+    'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
+    'configs/dkd/dkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
+    'configs/nkd/nkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
+    'configs/vitkd/vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py',
+    'configs/vitkd/vitkd-nkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py',
+]
+
+
+@pytest.mark.parametrize('config', DIGITS_CONFIGS)
+def test_reference_computes_the_distillers_losses_and_gradients(
+        monkeypatch, config):
+    """Same inputs and weights: same loss values and student/connector
+    gradients (eval mode: no dropout; one seed for ViTKD's random mask)."""
+    monkeypatch.chdir(ROOT)
+    model, cfg = _built(config)
+    model.eval()
+    ref = reference_step.ReferenceStep(model, cfg.model, cfg.optim_wrapper,
+                                       torch.device('cpu'))
+    ref.student.eval()
+    data = model.data_preprocessor(benchmark.make_batch(4, (32, 32), 10))
+    x, samples = data['inputs'], data['data_samples']
+    labels = torch.cat([s.gt_label for s in samples])
+    torch.manual_seed(3)
+    ours = {k: v for k, v in model.loss(x, samples).items() if 'loss' in k}
+    torch.manual_seed(3)
+    theirs = ref.forward_losses(x, F.one_hot(labels, 10).float())
+    assert list(theirs) == list(ours)
+    for name in ours:
+        assert theirs[name].item() == pytest.approx(
+            ours[name].item(), rel=1e-5, abs=1e-7), name
+    sum(ours.values()).backward()
+    sum(theirs.values()).backward()
+    mine = dict(model.student.named_parameters())
+    for name, p in ref.student.named_parameters():
+        assert torch.allclose(p.grad, mine[name].grad, rtol=1e-4,
+                              atol=1e-6), name
+    for name, conn in ref.connectors.items():
+        got = [p.grad for p in conn.parameters()]
+        want = [p.grad for p in model.connectors[name].parameters()]
+        assert len(got) == len(want) and all(
+            torch.allclose(g, w, rtol=1e-4, atol=1e-7)
+            for g, w in zip(got, want)), name
+
+
+def test_reference_preprocessing_is_mmpretrains(monkeypatch):
+    """Normalisation and Mixup/CutMix written out give mmpretrain's inputs
+    and soft targets for the same random draws."""
+    monkeypatch.chdir(ROOT)
+    augments = [dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]
+    cfg = benchmark.load_config(benchmark.parse_args([KD_CONFIG]))
+    cfg.model.student.train_cfg = dict(augments=augments)
+    model, _ = benchmark.build_model(cfg)
+    ref = reference_step.ReferenceStep(model, cfg.model, cfg.optim_wrapper,
+                                       torch.device('cpu'))
+    batch = benchmark.make_batch(6, (32, 32), 10)
+    images = torch.stack(batch['inputs'])
+    labels = torch.cat([s.gt_label for s in batch['data_samples']])
+    kinds = set()
+    for seed in range(6):
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        want = model.data_preprocessor(copy.deepcopy(batch), True)
+        kinds.add(np.random.RandomState(seed).choice(2))
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        x, y = ref.preprocess(images, labels)
+        assert torch.allclose(x, want['inputs'], atol=1e-5)
+        scores = torch.stack([s.gt_score for s in want['data_samples']])
+        assert torch.allclose(y, scores, atol=1e-6)
+    assert kinds == {0, 1}  # both Mixup and CutMix were drawn
+
+
+def test_reference_step_updates_the_student(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    model, cfg = _built(
+        'configs/vitkd/vitkd-nkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py')
+    ref = reference_step.ReferenceStep(model, cfg.model, cfg.optim_wrapper,
+                                       torch.device('cpu'))
+    assert [len(g['params']) for g in ref.optimizer.param_groups] == [
+        sum(p.ndim > 1 for p in ref.optimizer.param_groups[0]['params']),
+        len(ref.optimizer.param_groups[1]['params'])
+    ]
+    before = {n: p.detach().clone() for n, p in ref.student.named_parameters()}
+    teacher = [p.detach().clone() for p in ref.teacher.parameters()]
+    batch = benchmark.make_batch(4, (32, 32), 10)
+    ref.step(torch.stack(batch['inputs']),
+             torch.cat([s.gt_label for s in batch['data_samples']]))
+    moved = [n for n, p in ref.student.named_parameters()
+             if not torch.equal(p, before[n])]
+    assert 'backbone.layers.0.attn.qkv.weight' in moved
+    assert all(p.grad is None for p in ref.student.parameters())
+    assert all(torch.equal(a, b)
+               for a, b in zip(teacher, ref.teacher.parameters()))
+    # The distiller's own student did not move (the reference has copies).
+    assert all(torch.equal(p, before[n])
+               for n, p in model.student.named_parameters())

@@ -117,6 +117,30 @@ def test_tensorboard_missing_package(monkeypatch):
         "pip install 'cls_kd[tensorboard]' (or pip install tensorboard).")
 
 
+def test_compile_flag_and_key_add_the_hook():
+    hooks = train_cfg('--compile').custom_hooks
+    assert [h['type'] for h in hooks].count('cls_kd.CompileHook') == 1
+    assert 'compile' not in train_cfg('--compile')  # not mmengine's compile
+    cfg = Config.fromfile(KD_CFG)
+    cfg.compile = dict(mode='max-autotune', dynamic=False)
+    args = train.parse_args([KD_CFG, '--work-dir', '/tmp/unused'])
+    merged = train.merge_args(cfg, args)
+    assert 'compile' not in merged
+    assert [h for h in merged.custom_hooks if 'Compile' in h['type']] == [
+        dict(type='cls_kd.CompileHook', mode='max-autotune', dynamic=False)
+    ]
+    assert not any('Compile' in h['type'] for h in train_cfg().custom_hooks)
+
+
+def test_compile_key_mistake_stops_before_building():
+    cfg = Config.fromfile(KD_CFG)
+    cfg.compile = dict(mdoe='max-autotune')
+    args = train.parse_args([KD_CFG, '--work-dir', '/tmp/unused'])
+    with pytest.raises(SystemExit, match=r"train.py: error: compile: "
+                       r"unknown torch.compile option\(s\) \['mdoe'\]"):
+        train.merge_args(cfg, args)
+
+
 # ------------------------------------------------ mmpretrain test options
 @pytest.mark.parametrize('out, item', [('p.pkl', 'pred'),
                                        ('p.pickle', 'pred'),

@@ -1,11 +1,23 @@
+import os
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmpretrain.structures import DataSample
 
 import cls_kd
+from cls_kd.models.distillers.base import _teacher_taps_only, teacher_forward
 from cls_kd.registry import MODELS
-from cls_kd.utils import cast_numpy_scalars
+from cls_kd.utils import (
+    cast_numpy_scalars,
+    compile_model,
+    compile_options,
+    resolve_teacher_paths,
+)
 
 cls_kd.register_all_modules()
 
@@ -54,3 +66,111 @@ def test_no_graph_breaks_after_cast():
         assert torch._dynamo.explain(model)(x).graph_break_count == 0
     finally:
         torch._dynamo.reset()
+
+
+# ------------------------------------------------------ distillers compiled
+VITKD = 'configs/vitkd/vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py'
+
+
+def _distiller(repo_root, config=VITKD):
+    cfg = resolve_teacher_paths(
+        Config.fromfile(os.path.join(repo_root, config)))
+    cfg.model.teacher.update(checkpoint=None, random_init=True)
+    cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    torch.manual_seed(0)
+    return MODELS.build(cfg.model), cfg
+
+
+def test_compile_options():
+    assert compile_options(None) is None and compile_options(False) is None
+    assert compile_options(True) == {}
+    assert compile_options(dict(mode='max-autotune')) == dict(
+        mode='max-autotune')
+    with pytest.raises(ValueError, match=r"unknown torch.compile option\(s\) "
+                       r"\['mdoe'\]"):
+        compile_options(dict(mdoe='max-autotune'))
+    with pytest.raises(ValueError, match='True, False or a dict'):
+        compile_options('yes')
+
+
+def test_no_graph_breaks_with_the_distillers_hooks(repo_root):
+    """The student's and the teacher's forward, with the taps installed and
+    capturing, are one graph each; so is the teacher run for its taps only
+    (what replaces the eager early stop under compile)."""
+    model, _ = _distiller(repo_root)
+    model.train()
+    x = torch.randn(2, 3, 32, 32)
+    teacher = model.teachers['teacher']
+    student_taps = model.captures.student
+    teacher_taps = model.captures.teachers['teacher']
+    # ViTKD alone does not read the teacher's output: taps only.
+    assert model.teachers_to_run(model.active_terms(True)) == {
+        'teacher': False
+    }
+    runs = [
+        ('student', student_taps, model.student.backbone, 3),
+        ('teacher', teacher_taps, partial(teacher_forward, teacher), 3),
+        ('teacher taps', teacher_taps, partial(_teacher_taps_only, teacher),
+         3),
+    ]
+    torch._dynamo.reset()
+    try:
+        for name, taps, fn, fired in runs:
+            taps.disarm()
+            taps.enable()
+            with torch.no_grad():
+                explained = torch._dynamo.explain(fn)(x)
+            assert len(taps.collect()) == fired, name
+            assert explained.graph_break_count == 0, (
+                name, explained.break_reasons)
+            assert explained.graph_count == 1, name
+    finally:
+        torch._dynamo.reset()
+
+
+def test_compiled_distiller_trains_like_eager(repo_root, monkeypatch):
+    """Two training steps of a compiled tiny ViTKD distiller (taps, teacher
+    run for its taps only, connectors with a random mask, losses) give the
+    eager losses to 1e-4 (relative). The second step's losses follow from
+    the first update; weights are not compared one by one, as AdamW turns
+    rounding noise in gradients that are zero in exact maths (the key bias
+    of attention) into updates of the size of the learning rate."""
+    # Inductor draws its own random numbers unless told to use eager's.
+    monkeypatch.setattr(torch._inductor.config, 'fallback_random', True)
+    torch.manual_seed(1)
+    images = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (2, 4))
+    results = []
+    for compiled in (False, True):
+        model, cfg = _distiller(repo_root)
+        model.train()
+        model.set_progress(epoch=0, iter=0)
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        if compiled:
+            names = compile_model(model)
+            assert names == [
+                'student.backbone', 'student.head', 'connectors.mimic0',
+                'connectors.mimic1', 'connectors.gen',
+                'losses.loss_vitkd_mimic', 'losses.loss_vitkd_gen',
+                "teachers['teacher']"
+            ]
+        losses = []
+        torch.manual_seed(2)
+        for step in range(2):
+            data = dict(
+                inputs=list(images[step]),
+                data_samples=[
+                    DataSample().set_gt_label(int(y)) for y in labels[step]
+                ])
+            losses.append({
+                k: v.item()
+                for k, v in model.train_step(data, wrapper).items()
+            })
+        results.append(losses)
+    torch._dynamo.reset()
+    eager, comp = results
+    assert eager[0] != eager[1]  # the first update changed the losses
+    for a, b in zip(eager, comp):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), k

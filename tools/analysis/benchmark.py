@@ -1,9 +1,9 @@
 """Measure the training speed of a config on synthetic batches.
 
     python tools/analysis/benchmark.py CONFIG [--batch-size B] [--iters N]
-        [--warmup W] [--amp] [--amp-force] [--compile] [--device cpu|cuda]
-        [--input-size S] [--epoch E] [--cfg-options key=value ...]
-        [--out results.json]
+        [--warmup W] [--amp] [--amp-force] [--compile] [--reference]
+        [--channels-last] [--device cpu|cuda] [--input-size S] [--epoch E]
+        [--cfg-options key=value ...] [--out results.json]
 
 Builds the model of CONFIG (a cls_kd distiller or a plain mmpretrain
 classifier) and the optimizer wrapper of its ``optim_wrapper``, then runs
@@ -33,8 +33,20 @@ Reported after W warm-up steps, over N timed steps:
 bfloat16 autocast (cls_kd's ``AutocastOptimWrapper``) where the device has
 native bfloat16, float16 with loss scaling (mmengine's ``AmpOptimWrapper``)
 on GPUs without, refused on CPUs without native bfloat16 unless
-``--amp-force``; the choice is printed and reported. ``--compile`` compiles,
-in place, the student's backbone and head and every teacher's backbone.
+``--amp-force``; the choice is printed and reported. ``--compile`` compiles
+what ``tools/train.py --compile`` compiles (:func:`cls_kd.utils.compile_model`:
+the student, connectors, losses and teachers).
+
+``--reference`` also builds a hand-written PyTorch step doing the same work
+(``reference_step.py``: the same mmpretrain modules and weights, the losses
+written out, no distiller or mmengine in the step, fused AdamW on CUDA, the
+same autocast; compiled as one function with ``--compile``) for logit-family
+(KD, DKD, NKD) and ViTKD configs, and times both in one process, step by
+step in turn after the same warm-up; reported: both speeds, cls_kd's speed as
+a fraction of the reference's, both teacher shares and, on CUDA, both peak
+memories (each without the other's weights and optimizer state) and their
+ratio. ``--channels-last`` puts both sides' models in channels-last memory
+format (for CNNs on CUDA).
 ``--epoch E`` times the step as it runs in epoch E (0 by default): with
 ``stages`` or scheduled terms, what the distiller runs there (e.g. no
 teacher and no distillation terms after DearKD's ``distill_epochs``); the
@@ -57,7 +69,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -74,8 +86,8 @@ from cls_kd.utils import (
     AmpChoice,
     AmpUnavailableError,
     apply_amp,
-    cast_numpy_scalars,
     choose_amp,
+    compile_model,
     resolve_teacher_paths,
 )
 
@@ -123,6 +135,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action='store_true',
         help='torch.compile the student\'s backbone and head and every '
         'teacher\'s backbone')
+    parser.add_argument(
+        '--reference',
+        action='store_true',
+        help='also time a hand-written PyTorch step of the same work, in '
+        'turn with the cls_kd step (logit-family and ViTKD configs)')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='channels-last memory format for the models (CNNs on CUDA)')
     parser.add_argument(
         '--device',
         choices=['cpu', 'cuda'],
@@ -249,24 +270,6 @@ def build_wrapper(model: nn.Module, cfg: Config, amp: Optional[AmpChoice],
         logger.setLevel(level)
 
 
-def compile_model(model: nn.Module) -> List[str]:
-    """``torch.compile`` in place the student's backbone and head and each
-    teacher's backbone; returns what was compiled."""
-    # The distiller casts mmpretrain's NumPy drop-path rates at build time;
-    # a plain classifier has not been through it.
-    cast_numpy_scalars(model)
-    student = getattr(model, 'student', model)
-    targets = [('student.backbone', student.backbone),
-               ('student.head', student.head)]
-    teachers = getattr(model, 'teachers', None)
-    for name, teacher in (teachers.items() if teachers is not None else []):
-        cast_numpy_scalars(teacher)
-        targets.append((f'teachers[{name!r}].backbone', teacher.backbone))
-    for _, module in targets:
-        module.compile()
-    return [name for name, _ in targets]
-
-
 def default_input_size(model: nn.Module) -> Tuple[int, int]:
     """The distiller's ``input_size``, else the patch-embedding size of the
     model, else 224x224."""
@@ -310,27 +313,48 @@ def _sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
+def _timed_in_turn(fns: Dict[str, Callable], iters: int, warmup: int,
+                   device: torch.device
+                   ) -> Tuple[Dict[str, List[float]], Dict[str, int]]:
+    """Run the functions ``fns`` (label -> fn) in turn, ``warmup`` then
+    ``iters`` rounds, so that drifts of the machine hit all of them alike.
+
+    Returns:
+        tuple: Seconds of each label's timed runs, and on CUDA the highest
+        ``max_memory_allocated`` during any of its runs (warm-up included;
+        empty on the CPU). Prints every warm-up run and about ten progress
+        lines.
+    """
+    every = max(1, iters // 10)
+    times = {label: [] for label in fns}
+    peaks = {}
+    for i in range(warmup + iters):
+        for label, fn in fns.items():
+            _sync(device)
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            elapsed = time.perf_counter() - start
+            if device.type == 'cuda':
+                peaks[label] = max(peaks.get(label, 0),
+                                   torch.cuda.max_memory_allocated(device))
+            done = i - warmup + 1
+            if i < warmup:
+                _log(f'  [{label}] warm-up {i + 1}/{warmup}: '
+                     f'{elapsed * 1e3:.1f} ms')
+                continue
+            times[label].append(elapsed)
+            if done % every == 0 or done == iters:
+                _log(f'  [{label}] {done}/{iters}: {elapsed * 1e3:.1f} ms')
+    return times, peaks
+
+
 def _timed(fn, iters: int, warmup: int, device: torch.device,
            label: str) -> List[float]:
-    """Run ``fn`` ``warmup`` then ``iters`` times; seconds of the timed
-    runs. Prints every warm-up run and about ten progress lines."""
-    every = max(1, iters // 10)
-    times = []
-    for i in range(warmup + iters):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        elapsed = time.perf_counter() - start
-        if i < warmup:
-            _log(f'  [{label}] warm-up {i + 1}/{warmup}: '
-                 f'{elapsed * 1e3:.1f} ms')
-            continue
-        times.append(elapsed)
-        done = i - warmup + 1
-        if done % every == 0 or done == iters:
-            _log(f'  [{label}] {done}/{iters}: {elapsed * 1e3:.1f} ms')
-    return times
+    """Seconds of ``iters`` runs of ``fn`` after ``warmup`` ones."""
+    return _timed_in_turn({label: fn}, iters, warmup, device)[0][label]
 
 
 def time_teachers(model: nn.Module, names: List[str], wrapper: OptimWrapper,
@@ -381,6 +405,7 @@ def format_table(results: dict) -> str:
         ('device', f'{results["device"]} ({results["device_name"]})'),
         ('precision', results['precision']),
         ('compile', 'yes' if results['compile'] else 'no'),
+        ('channels-last', 'yes' if results['channels_last'] else 'no'),
         ('epoch', f'{results["epoch"]}: terms '
          f'{", ".join(results["active_terms"]) or "none"}; teachers run: '
          f'{", ".join(results["teachers_run"]) or "none"}'),
@@ -400,6 +425,21 @@ def format_table(results: dict) -> str:
         rows.append(('teacher share', f'{100 * share:.1f}%'))
     else:
         rows.append(('teacher share', 'n/a (no teacher)'))
+    ref = results.get('reference')
+    if ref:
+        rows += [
+            ('reference images/s', f'{ref["images_per_s"]:.1f}'),
+            ('reference step', f'{ref["step_ms_mean"]:.2f} ms '
+             f'+- {ref["step_ms_std"]:.2f}'),
+            ('reference teacher', f'{ref["teacher_ms"]:.2f} ms '
+             f'({100 * ref["teacher_share"]:.1f}% of step)'),
+            ('cls_kd / reference', f'{results["speed_vs_reference"]:.3f}x '
+             f'the speed'),
+        ]
+        if ref['peak_memory_mib'] is not None:
+            rows.append(('reference peak', f'{ref["peak_memory_mib"]:.1f} '
+                         f'MiB ({results["memory_vs_reference"]:.3f}x for '
+                         f'cls_kd)'))
     rows += [
         ('peak memory', f'{results["peak_memory_mib"]:.1f} MiB '
          f'({results["peak_memory_kind"]})'),
@@ -408,6 +448,50 @@ def format_table(results: dict) -> str:
     ]
     width = max(len(key) for key, _ in rows)
     return '\n'.join(f'{key:<{width}}  {value}' for key, value in rows)
+
+
+def build_reference(model: nn.Module, cfg: Config, device: torch.device,
+                    amp: Optional[AmpChoice], compiled: bool):
+    """The hand-written step of ``reference_step.py`` for ``model``; a
+    one-line error for a config it does not write out."""
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    try:
+        from reference_step import ReferenceStep, ReferenceUnsupported
+    finally:
+        sys.path.pop(0)
+    if amp is not None and amp.wrapper != 'AutocastOptimWrapper':
+        _fail(f'--reference writes out bfloat16 autocast only; --amp chose '
+              f'{amp.wrapper} ({amp.dtype}) here.')
+    try:
+        reference = ReferenceStep(model, cfg.model, cfg.optim_wrapper,
+                                  device, amp.dtype if amp else None)
+    except ReferenceUnsupported as e:
+        _fail(f'--reference: {e}')
+    if compiled:
+        reference.compile()
+    return reference
+
+
+def resident_bytes(model: nn.Module, wrapper: OptimWrapper) -> int:
+    """Bytes of a cls_kd model's weights (teachers included) and optimizer
+    state."""
+    tensors = [*model.parameters()]
+    for teacher in getattr(model, 'teachers', {}).values():
+        tensors += list(teacher.parameters())
+    tensors += [
+        v for state in wrapper.optimizer.state.values()
+        for v in state.values() if torch.is_tensor(v)
+    ]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _summary(times: List[float], batch_size: int) -> dict:
+    return dict(
+        images_per_s=batch_size * len(times) / sum(times),
+        step_ms_mean=statistics.mean(times) * 1e3,
+        step_ms_std=(statistics.stdev(times) if len(times) > 1 else 0.) *
+        1e3,
+        step_ms=[t * 1e3 for t in times])
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
@@ -428,11 +512,20 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if hasattr(model, 'set_progress'):
         # What the schedule hook does (iter: the epoch's first step).
         model.set_progress(epoch=args.epoch, iter=0)
+    reference = None
+    if args.reference:
+        reference = build_reference(model, cfg, device, amp, args.compile)
+    if args.channels_last:
+        for module in [model, *getattr(model, 'teachers', {}).values(),
+                       *([reference.student, reference.teacher]
+                         if reference else [])]:
+            module.to(memory_format=torch.channels_last)
     wrapper = build_wrapper(model, cfg, amp, device)
     if args.compile:
         compiled = compile_model(model)
-        _log(f'Compiling {", ".join(compiled)} (the first warm-up steps '
-             f'are slow).')
+        _log(f'Compiling {", ".join(compiled)}'
+             f'{" and the reference step" if reference else ""} (the first '
+             f'warm-up steps are slow).')
     if args.input_size is not None:
         size = (args.input_size, args.input_size)
     else:
@@ -440,22 +533,35 @@ def main(argv: Optional[List[str]] = None) -> dict:
     batch_size = args.batch_size or cfg.get('train_dataloader', {}).get(
         'batch_size') or 64
     data = make_batch(batch_size, size, num_classes_of(model))
+    steps = {'cls_kd': lambda: model.train_step(data, wrapper)}
+    if reference is not None:
+        images = torch.stack(data['inputs'])
+        labels = torch.cat([s.gt_label for s in data['data_samples']])
+        if device.type == 'cuda':  # as a DataLoader with pin_memory
+            images, labels = images.pin_memory(), labels.pin_memory()
+        steps['reference'] = lambda: reference.step(images, labels)
 
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
     _log(f'Timing {args.iters} training steps of {batch_size} images '
          f'({size[0]}x{size[1]}) on {device} after {args.warmup} warm-up '
-         f'steps ...')
-    step_times = _timed(lambda: model.train_step(data, wrapper), args.iters,
-                        args.warmup, device, 'train')
-    peak, peak_kind = _peak_memory(device)
+         f'steps{", in turn with the reference" if reference else ""} ...')
+    step_times, peaks = _timed_in_turn(steps, args.iters, args.warmup,
+                                       device)
     teacher_times = time_teachers(model, teacher_names, wrapper, data,
                                   args.iters, args.warmup, device)
+    if device.type == 'cuda':
+        peak_kind = 'CUDA max_memory_allocated, training steps'
+        if reference is not None:
+            peak_kind += ", without the other side's weights and " \
+                'optimizer state'
+            peaks['cls_kd'] -= reference.resident_bytes()
+            peaks['reference'] -= resident_bytes(model, wrapper)
+        peak = peaks['cls_kd'] / 2**20
+    else:
+        peak, peak_kind = _peak_memory(device)
 
     terms = ([term.name for term, _ in model.active_terms()]
              if hasattr(model, 'active_terms') else [])
-    step_mean = statistics.mean(step_times)
-    step_std = statistics.stdev(step_times) if len(step_times) > 1 else 0.0
+    step_mean = statistics.mean(step_times['cls_kd'])
     teacher_ms = {
         name: statistics.mean(times) * 1e3
         for name, times in teacher_times.items()
@@ -469,6 +575,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         amp=amp is not None,
         amp_reason=amp.reason if amp else None,
         compile=args.compile,
+        channels_last=args.channels_last,
         epoch=args.epoch,
         active_terms=terms,
         teachers_run=sorted(teacher_ms),
@@ -476,10 +583,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         input_size=list(size),
         iters=args.iters,
         warmup=args.warmup,
-        images_per_s=batch_size * len(step_times) / sum(step_times),
-        step_ms_mean=step_mean * 1e3,
-        step_ms_std=step_std * 1e3,
-        step_ms=[t * 1e3 for t in step_times],
+        **_summary(step_times['cls_kd'], batch_size),
         teacher_ms=teacher_ms,
         teacher_share=(sum(teacher_ms.values()) / (step_mean * 1e3)
                        if teacher_ms else None),
@@ -489,7 +593,18 @@ def main(argv: Optional[List[str]] = None) -> dict:
         trainable_params=sum(
             p.numel() for group in wrapper.optimizer.param_groups
             for p in group['params']),
+        reference=None,
     )
+    if reference is not None:
+        results['reference'] = reference_results(
+            reference, data, model, wrapper, step_times['reference'],
+            peaks.get('reference'), args, device)
+        ref = results['reference']
+        results['speed_vs_reference'] = (results['images_per_s'] /
+                                         ref['images_per_s'])
+        results['memory_vs_reference'] = (
+            peak / ref['peak_memory_mib']
+            if ref['peak_memory_mib'] else None)
     _log()
     _log(format_table(results))
     if args.out:
@@ -499,6 +614,26 @@ def main(argv: Optional[List[str]] = None) -> dict:
             json.dump(results, f, indent=2)
         _log(f'Results written to {args.out}')
     return results
+
+
+def reference_results(reference, data: dict, model: nn.Module,
+                      wrapper: OptimWrapper, times: List[float],
+                      peak: Optional[int], args: argparse.Namespace,
+                      device: torch.device) -> dict:
+    """The reference's speed, teacher time and peak memory."""
+    with wrapper.optim_context(model), torch.no_grad():
+        inputs = model.data_preprocessor(data, True)['inputs']
+    teacher = _timed(lambda: reference.teacher_forward(inputs), args.iters,
+                     args.warmup, device, 'reference teacher')
+    summary = _summary(times, len(data['inputs']))
+    teacher_ms = statistics.mean(teacher) * 1e3
+    return dict(
+        **summary,
+        teacher_ms=teacher_ms,
+        teacher_share=teacher_ms / summary['step_ms_mean'],
+        peak_memory_mib=peak / 2**20 if peak is not None else None,
+        compile=args.compile,
+    )
 
 
 if __name__ == '__main__':

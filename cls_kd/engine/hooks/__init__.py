@@ -1,4 +1,5 @@
 from .checkpoint import SafeCheckpointHook
+from .compile import CompileHook
 from .distill_schedule import (
     DistillScheduleHook,
     StopDistillHook,
@@ -6,6 +7,6 @@ from .distill_schedule import (
 )
 
 __all__ = [
-    'SafeCheckpointHook', 'DistillScheduleHook', 'StopDistillHook',
-    'add_schedule_hook'
+    'SafeCheckpointHook', 'CompileHook', 'DistillScheduleHook',
+    'StopDistillHook', 'add_schedule_hook'
 ]

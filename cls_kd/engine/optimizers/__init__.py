@@ -2,6 +2,7 @@ from .autocast_wrapper import AutocastOptimWrapper
 from .merged_groups import (
                             MergedGroupsOptimWrapperConstructor,
                             merge_param_groups,
+                            with_fused_default,
 )
 from .non_finite import (
                          NonFiniteGuardAmpOptimWrapper,
@@ -15,5 +16,5 @@ __all__ = [
     'AutocastOptimWrapper', 'MergedGroupsOptimWrapperConstructor',
     'merge_param_groups', 'NonFiniteGuardAmpOptimWrapper',
     'NonFiniteGuardMixin', 'NonFiniteGuardOptimWrapper', 'NonFiniteStepError',
-    'grads_are_finite'
+    'grads_are_finite', 'with_fused_default'
 ]

@@ -5,7 +5,13 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from cls_kd.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-__all__ = ['merge_param_groups', 'MergedGroupsOptimWrapperConstructor']
+__all__ = [
+    'merge_param_groups', 'with_fused_default',
+    'MergedGroupsOptimWrapperConstructor'
+]
+
+# Optimizers whose fused (single-kernel) CUDA implementation we turn on.
+_FUSED_BY_DEFAULT = ('Adam', 'AdamW')
 
 
 # Keys that are not optimizer settings: mmengine leaves the multipliers of
@@ -33,6 +39,23 @@ def merge_param_groups(groups: List[dict],
     return list(merged.values())
 
 
+def with_fused_default(optimizer_cfg: dict, params) -> dict:
+    """``optimizer_cfg`` with ``fused=True`` where that is safe and faster:
+    an Adam/AdamW whose parameters are all floating-point CUDA tensors and
+    whose config sets neither ``fused`` nor ``foreach`` (an explicit choice
+    is kept). Otherwise the config unchanged (on CPU torch picks its
+    ``foreach`` implementation itself)."""
+    kind = str(optimizer_cfg.get('type', '')).split('.')[-1]
+    if (kind not in _FUSED_BY_DEFAULT or 'fused' in optimizer_cfg
+            or 'foreach' in optimizer_cfg):
+        return optimizer_cfg
+    params = [p for p in params if p.requires_grad]
+    if not params or not all(p.is_cuda and p.is_floating_point()
+                             for p in params):
+        return optimizer_cfg
+    return dict(optimizer_cfg, fused=True)
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine's default constructor, with equal groups merged.
@@ -40,8 +63,18 @@ class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     With a ``paramwise_cfg`` (no weight decay on norms/biases/tokens, as in
     the DeiT recipe) mmengine makes one group per parameter: ~160 for a ViT,
     which makes every optimizer step loop over them in Python. Merged, the
-    same settings need two or three groups.
+    same settings need two or three groups. Adam and AdamW on CUDA are
+    fused (one kernel for all parameters, :func:`with_fused_default`) unless
+    the optimizer config says ``fused`` or ``foreach`` itself.
     """
+
+    def __call__(self, model):
+        chosen = self.optimizer_cfg
+        self.optimizer_cfg = with_fused_default(chosen, model.parameters())
+        try:
+            return super().__call__(model)
+        finally:
+            self.optimizer_cfg = chosen
 
     def add_params(self, params: List[dict], module, prefix: str = '',
                    **kwargs) -> None:

@@ -2,7 +2,8 @@
 loss terms, with schedules and a build-time dry run. Task-specific
 distillers (classification, label-free, your own) are thin subclasses."""
 import copy
-from typing import Dict, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -20,7 +21,20 @@ from .summary import log_distiller_summary
 from .teacher import FrozenTeachersMixin, TeacherSet, resolve_input_size
 from .wiring import LossWiring, touch
 
-__all__ = ['BaseDistiller']
+__all__ = ['BaseDistiller', 'teacher_forward']
+
+
+def teacher_forward(teacher: nn.Module, x: torch.Tensor):
+    """A teacher's output: logits of an mmpretrain model, or whatever a
+    bare module returns."""
+    return teacher(x, mode='tensor') if isinstance(teacher,
+                                                   BaseModel) else teacher(x)
+
+
+def _teacher_taps_only(teacher: nn.Module, x: torch.Tensor) -> None:
+    """Run a teacher for its taps only (compiled: the layers after the last
+    tap are dead code)."""
+    teacher_forward(teacher, x)
 
 
 class BaseDistiller(FrozenTeachersMixin, BaseModel):
@@ -115,6 +129,7 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         self.progress: Optional[Progress] = None
         self._step_terms = []
         self._idle_params = None
+        self._compiled_teachers: Dict[str, dict] = {}
         self.input_size = resolve_input_size(
             input_size, [self.student, *self.teachers.values()])
         self._install_taps()
@@ -180,6 +195,48 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         """Remove every forward hook this distiller put on its models."""
         self.captures.remove()
 
+    # ------------------------------------------------------------ compile
+    def compile_parts(self, **kwargs) -> List[str]:
+        """``torch.compile`` what a training step runs, in place.
+
+        Compiled: the student's backbone, neck and head (or the student
+        itself if it has none of them), every connector and loss module
+        (:meth:`torch.nn.Module.compile`: names and state dicts unchanged),
+        and each teacher's forward twice over, once returning its output
+        and once returning nothing, so that a step that reads only a
+        teacher's taps lets the compiler drop the layers after its last tap
+        (the eager early stop raises :class:`StopForward`, which would break
+        the graph). Taps stay forward hooks: they are traced into the
+        graphs. Teachers run under ``no_grad`` and the step's autocast, as
+        in eager mode. The supervised loss, the wiring and the optimizer
+        stay eager.
+
+        Args:
+            **kwargs: Options of :func:`torch.compile` (e.g. ``mode``).
+
+        Returns:
+            list[str]: Names of the compiled parts.
+        """
+        names = []
+        parts = [(f'student.{p}', getattr(self.student, p, None))
+                 for p in ('backbone', 'neck', 'head')]
+        parts = [(n, m) for n, m in parts if isinstance(m, nn.Module)]
+        for name, module in (parts or [('student', self.student)]) + [
+                (f'connectors.{n}', m) for n, m in self.connectors.items()
+        ] + [(f'losses.{n}', m) for n, m in self.losses.items()]:
+            module.compile(**kwargs)
+            names.append(name)
+        for name, teacher in self.teachers.items():
+            cast_numpy_scalars(teacher)
+            self._compiled_teachers[name] = {
+                True: torch.compile(partial(teacher_forward, teacher),
+                                    **kwargs),
+                False: torch.compile(partial(_teacher_taps_only, teacher),
+                                     **kwargs),
+            }
+            names.append(f'teachers[{name!r}]')
+        return names
+
     # ----------------------------------------------------------- schedule
     def set_progress(self, epoch: int, iter: int) -> None:
         """Called by :class:`DistillScheduleHook` before every training
@@ -216,7 +273,12 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         taps = self.captures.teachers[name]
         teacher = self.teachers[name]
         x = self.teachers.inputs_for(name, inputs)
-        if not record:
+        compiled = None if record else self._compiled_teachers.get(name)
+        if compiled is not None:
+            # The compiled forward that returns nothing lets the compiler
+            # drop what comes after the last tap: no StopForward needed.
+            taps.disarm()
+        elif not record:
             # Stop after the last tap (order recorded by the dry run) when
             # no active term reads the teacher's output.
             (taps.disarm if read_output else taps.stop_after_last_fired)()
@@ -224,8 +286,8 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         taps.enable(record=record)
         try:
             with torch.no_grad():
-                out = teacher(x, mode='tensor') if isinstance(
-                    teacher, BaseModel) else teacher(x)
+                out = (compiled[read_output] if compiled is not None else
+                       partial(teacher_forward, teacher))(x)
         except StopForward:
             pass
         finally:

@@ -48,6 +48,8 @@ def drop_target(logits: Tensor, labels: Tensor) -> Tensor:
     Returns:
         Tensor: (B, K - 1), the non-target logits in their original order.
     """
-    keep = torch.ones_like(logits, dtype=torch.bool)
-    keep.scatter_(1, labels[:, None], False)
-    return logits[keep].view(logits.shape[0], -1)
+    # Column j of the result is column j + (j >= label): a gather of a fixed
+    # size, where boolean-mask indexing would wait for the device to count
+    # the kept entries.
+    cols = torch.arange(logits.shape[1] - 1, device=logits.device)  # K - 1
+    return logits.gather(1, cols + (cols >= labels[:, None]))  # B, K - 1

@@ -54,6 +54,31 @@ def check_token_pair(preds: Tensor, targets: Tensor, what: str) -> None:
             f'out_channels={targets.shape[2]}).')
 
 
+def check_mask_ratio(mask: Tensor, mask_ratio: float) -> None:
+    """Raise a ``ValueError`` unless the generator's mask hides as many
+    tokens as ``mask_ratio`` means (a generator configured with another
+    ratio than its loss).
+
+    Reads the mask on the host, so only where that is free: on a CPU mask
+    (the distiller's build-time dry run, CPU training); not on a GPU, where
+    it would wait for the device every step, nor while compiling.
+
+    Args:
+        mask (Tensor): (B, N), 1 where a token was masked.
+        mask_ratio (float): λ.
+    """
+    if mask.device.type != 'cpu' or torch.compiler.is_compiling():
+        return
+    n = mask.shape[1]
+    masked = int(mask[0].sum())
+    expected = n - int(n * (1 - mask_ratio))
+    if masked != expected:
+        raise ValueError(
+            f'ViTKDGenerationLoss: the mask hides {masked} of {n} tokens '
+            f'but mask_ratio={mask_ratio} means {expected}; give the '
+            f'generator and the loss the same mask_ratio.')
+
+
 def vitkd_mimic_loss(preds: Sequence[Tensor],
                      targets: Sequence[Tensor]) -> Tensor:
     """Sum over blocks of the summed squared error, divided by the batch
@@ -122,7 +147,9 @@ class ViTKDGenerationLoss(nn.Module):
     Args:
         beta (float): Weight β. Defaults to 3e-6 (the paper's).
         mask_ratio (float): λ, the fraction of tokens the generator masks;
-            must be the generator's. Defaults to 0.5.
+            must be the generator's (checked on CPU masks, as in the
+            distiller's build-time dry run: :func:`check_mask_ratio`).
+            Defaults to 0.5.
     """
 
     def __init__(self, beta: float = 3e-6, mask_ratio: float = 0.5):
@@ -133,7 +160,6 @@ class ViTKDGenerationLoss(nn.Module):
                              f'{mask_ratio!r}')
         self.beta = beta
         self.mask_ratio = mask_ratio
-        self._checked_lengths = set()
 
     def forward(self, preds: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
         """Compute the loss.
@@ -153,18 +179,6 @@ class ViTKDGenerationLoss(nn.Module):
             raise ValueError(f'ViTKDGenerationLoss: mask must be (B, N) = '
                              f'{tuple(preds.shape[:2])}, got '
                              f'{tuple(mask.shape)}.')
-        n = mask.shape[1]
-        if n not in self._checked_lengths:
-            # Once per token count (a device sync): catches a generator
-            # configured with another ratio than this loss.
-            masked = int(mask[0].sum().item())
-            expected = n - int(n * (1 - self.mask_ratio))
-            if masked != expected:
-                raise ValueError(
-                    f'ViTKDGenerationLoss: the mask hides {masked} of {n} '
-                    f'tokens but mask_ratio={self.mask_ratio} means '
-                    f'{expected}; give the generator and the loss the same '
-                    f'mask_ratio.')
-            self._checked_lengths.add(n)
+        check_mask_ratio(mask, self.mask_ratio)
         return self.beta * vitkd_generation_loss(preds, targets, mask,
                                                  self.mask_ratio)

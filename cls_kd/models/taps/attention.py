@@ -34,8 +34,9 @@ def _take_rows(t: torch.Tensor, rows: Optional[List[int]]) -> torch.Tensor:
     if not all(-n <= r < n for r in rows):
         raise ValueError(f'attn_probs: query rows {rows} out of range for '
                          f'{n} tokens.')
-    index = torch.tensor([r % n for r in rows], device=t.device)
-    return t.index_select(-2, index)
+    # Slices, not an index tensor: building one from the list would be a
+    # blocking copy to the device in every step.
+    return torch.cat([t.narrow(-2, r % n, 1) for r in rows], dim=-2)
 
 
 def _bias_rows(bias: torch.Tensor,
@@ -160,7 +161,7 @@ def _timm(module, call: dict, rows):
     if call['is_causal']:  # takes precedence over attn_mask, as in timm
         N = k.shape[2]
         cols = torch.arange(N, device=k.device)
-        row_ids = cols if rows is None else cols[[r % N for r in rows]]
+        row_ids = _take_rows(cols[:, None], rows)[:, 0]
         bias = logits.new_zeros(len(row_ids), N).masked_fill_(
             cols > row_ids[:, None], float('-inf'))
     elif mask is None:

@@ -8,6 +8,7 @@ from cls_kd.models.losses import (
     vitkd_generation_loss,
     vitkd_mimic_loss,
 )
+from cls_kd.models.losses.vitkd import check_mask_ratio
 
 
 def tokens(*shape, seed=0):
@@ -74,8 +75,18 @@ def test_generation_scales_with_one_over_lambda():
 def test_generation_refuses_a_mask_of_another_ratio():
     preds = targets = torch.zeros(1, 4, 2)
     mask = torch.tensor([[1., 0., 0., 0.]])
-    with pytest.raises(ValueError, match='same mask_ratio'):
+    with pytest.raises(ValueError, match='hides 1 of 4 tokens but '
+                       'mask_ratio=0.5 means 2; .* same mask_ratio'):
         ViTKDGenerationLoss(mask_ratio=0.5)(preds, targets, mask)
+
+
+def test_mask_ratio_is_read_only_where_reading_is_free(monkeypatch):
+    wrong = torch.tensor([[1., 0., 0., 0.]])
+    # Not on a device (a meta tensor cannot be read: it would raise).
+    check_mask_ratio(wrong.to('meta'), 0.5)
+    # Not while compiling (a graph break).
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
+    check_mask_ratio(wrong, 0.5)
 
 
 def test_teacher_gets_no_gradient():
