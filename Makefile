@@ -7,6 +7,8 @@
 #   make dearkd-digits   DearKD vs token KD vs alone, all and 25 % data, 3 seeds
 #   make dearkd-p4-digits  the same with 4x4 patches (about 3x longer)
 #   make dearkd-datafree-digits  data-free DearKD students, 3 seeds
+#   make speed-cpu   cls_kd vs a hand-written PyTorch step, CPU, fp32, batch 8
+#   make speed-gpu   the same on a GPU, bf16, batch 256, eager and compiled
 #   make test   linter + test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +16,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cls_kd-installed
 
 .PHONY: env demo vitkd-digits attndistill-digits scalekd-digits \
-	dearkd-digits dearkd-p4-digits dearkd-datafree-digits test lint clean
+	dearkd-digits dearkd-p4-digits dearkd-datafree-digits speed-cpu \
+	speed-gpu test lint clean
 
 env: $(STAMP)
 
@@ -50,6 +53,32 @@ dearkd-p4-digits: env
 
 dearkd-datafree-digits: env
 	$(PY) tools/run_digits_demo.py --experiment dearkd-datafree
+
+# The README's speed table: benchmark.py --reference on the two pairs of the
+# speed targets, JSON in work_dirs/speed/.
+SPEED_PAIRS := vitkd-nkd:configs/vitkd/vitkd-nkd_deit3-small_deit-tiny_8xb128_in1k.py \
+	kd:configs/kd/kd_resnet34_resnet18_8xb32_in1k.py
+BENCH := $(PY) tools/analysis/benchmark.py
+
+speed-cpu: env
+	mkdir -p work_dirs/speed
+	for pair in $(SPEED_PAIRS); do \
+		$(BENCH) $${pair#*:} --reference --device cpu --batch-size 8 \
+			--iters 20 --warmup 3 \
+			--out work_dirs/speed/$${pair%%:*}_cpu_fp32_b8.json || exit 1; \
+	done
+
+speed-gpu: env
+	mkdir -p work_dirs/speed
+	for pair in $(SPEED_PAIRS); do \
+		for mode in eager compile; do \
+			$(BENCH) $${pair#*:} --reference --device cuda --amp \
+				--batch-size 256 --iters 50 --warmup 20 \
+				$$( [ $$mode = compile ] && echo --compile ) \
+				--out work_dirs/speed/$${pair%%:*}_cuda_bf16_b256_$$mode.json \
+				|| exit 1; \
+		done; \
+	done
 
 lint: env
 	$(VENV)/bin/ruff check .

@@ -30,6 +30,7 @@ def _load(name):
 
 benchmark = _load('benchmark')
 reference_step = _load('reference_step')
+speed_table = _load('speed_table')
 
 
 def test_benchmark_kd_digits_cpu(tmp_path, monkeypatch, capsys):
@@ -96,6 +97,20 @@ def test_benchmark_reference_json(tmp_path, monkeypatch, capsys):
     assert 0 < ref['teacher_share'] < 1
     printed = capsys.readouterr().out
     assert 'cls_kd / reference' in printed and '[reference] 2/2' in printed
+    table = speed_table.main([str(out)]).splitlines()
+    assert len(table) == 3 and table[2].startswith(
+        '| kd_resnet18-c16_vit-t4-p8_1xb64_digits.py | ')
+    cells = table[2].strip('| ').split(' | ')
+    assert cells[3:5] == ['4', 'no']
+    assert cells[7] == f'{results["speed_vs_reference"]:.3f}'
+    assert cells[9:] == ['n/a (CPU: one process)', 'n/a']
+
+
+def test_speed_table_needs_reference_results(tmp_path):
+    path = tmp_path / 'plain.json'
+    path.write_text(json.dumps(dict(reference=None)))
+    with pytest.raises(SystemExit, match='has no reference results'):
+        speed_table.main([str(path)])
 
 
 @pytest.mark.parametrize('config, message', [
