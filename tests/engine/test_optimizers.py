@@ -90,27 +90,40 @@ class _FakeParam:
         return self._floating
 
 
-def test_fused_adamw_by_default_on_cuda_only():
+def test_fused_by_default_on_cuda_only():
     adamw = dict(type='AdamW', lr=1e-3)
     on_cuda = [_FakeParam(), _FakeParam(requires_grad=False, cuda=False)]
     assert with_fused_default(adamw, on_cuda) == dict(adamw, fused=True)
-    assert with_fused_default(dict(adamw, type='torch.optim.Adam'),
-                              on_cuda)['fused'] is True
+    for kind in ('torch.optim.Adam', 'SGD'):
+        assert with_fused_default(dict(adamw, type=kind),
+                                  on_cuda)['fused'] is True
     # CPU (or mixed) parameters, another optimizer, an explicit choice: as is.
     assert with_fused_default(adamw, [_FakeParam(cuda=False)]) is adamw
     assert with_fused_default(adamw, [_FakeParam(), _FakeParam(
         cuda=False)]) is adamw
     assert with_fused_default(adamw, []) is adamw
-    for cfg in (dict(type='SGD', lr=0.1), dict(adamw, fused=False),
+    for cfg in (dict(type='RMSprop', lr=0.1), dict(adamw, fused=False),
                 dict(adamw, foreach=True)):
         assert with_fused_default(cfg, on_cuda) is cfg
 
 
-def test_constructor_leaves_cpu_optimizers_unfused():
+def test_constructor_builds_what_with_fused_default_says(monkeypatch):
+    """The constructor hands its optimizer config through
+    with_fused_default (here made to choose foreach=False, as it would
+    choose fused=True on CUDA) and keeps its own config unchanged."""
+    from cls_kd.engine.optimizers import merged_groups
+    seen = []
+
+    def choose(cfg, params):
+        seen.append([p.shape for p in params])
+        return dict(cfg, foreach=False)
+
+    monkeypatch.setattr(merged_groups, 'with_fused_default', choose)
     model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
-    wrapper = build_optim_wrapper(
-        model,
-        dict(
-            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
-            constructor='MergedGroupsOptimWrapperConstructor'))
-    assert not wrapper.optimizer.defaults.get('fused')
+    cfg = dict(
+        optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+        constructor='MergedGroupsOptimWrapperConstructor')
+    wrapper = build_optim_wrapper(model, cfg)
+    assert wrapper.optimizer.defaults['foreach'] is False
+    assert len(seen) == 1 and len(seen[0]) == 4
+    assert 'foreach' not in cfg['optimizer']

@@ -131,13 +131,20 @@ def test_benchmark_reference_refuses_other_work(config, message,
 
 
 def _built(config, **options):
-    args = benchmark.parse_args(
-        [osp.join(ROOT, config), '--cfg-options',
-         *[f'{k}={v}' for k, v in options.items()]] if options else
-        [osp.join(ROOT, config)])
-    cfg = benchmark.load_config(args)
+    argv = [osp.join(ROOT, config)]
+    if options:
+        argv += ['--cfg-options', *[f'{k}={v}' for k, v in options.items()]]
+    cfg = benchmark.load_config(benchmark.parse_args(argv))
     model, _ = benchmark.build_model(cfg)
     return model, cfg
+
+
+def _reference(model, cfg, amp=None):
+    """The reference for a built model, with cls_kd's wrapper as the
+    benchmark builds it."""
+    wrapper = benchmark.build_wrapper(model, cfg, amp, torch.device('cpu'))
+    return reference_step.ReferenceStep(model, cfg.model, cfg.optim_wrapper,
+                                        wrapper, torch.device('cpu')), wrapper
 
 
 DIGITS_CONFIGS = [
@@ -153,36 +160,82 @@ DIGITS_CONFIGS = [
 def test_reference_computes_the_distillers_losses_and_gradients(
         monkeypatch, config):
     """Same inputs and weights: same loss values and student/connector
-    gradients (eval mode: no dropout; one seed for ViTKD's random mask)."""
+    gradients (eval mode: no dropout; one seed for ViTKD's random mask);
+    soft (mixed) targets, whose arg-max are the NKD/DKD labels."""
     monkeypatch.chdir(ROOT)
     model, cfg = _built(config)
     model.eval()
-    ref = reference_step.ReferenceStep(model, cfg.model, cfg.optim_wrapper,
-                                       torch.device('cpu'))
+    ref, _ = _reference(model, cfg)
     ref.student.eval()
     data = model.data_preprocessor(benchmark.make_batch(4, (32, 32), 10))
     x, samples = data['inputs'], data['data_samples']
     labels = torch.cat([s.gt_label for s in samples])
+    # A mixed batch, as Mixup gives it: 0.7 of one class, 0.3 of another.
+    scores = 0.7 * F.one_hot(labels, 10) + 0.3 * F.one_hot(
+        labels.roll(1), 10)
+    for sample, score in zip(samples, scores):
+        sample.set_gt_score(score)
     torch.manual_seed(3)
     ours = {k: v for k, v in model.loss(x, samples).items() if 'loss' in k}
     torch.manual_seed(3)
-    theirs = ref.forward_losses(x, F.one_hot(labels, 10).float())
+    theirs = ref.forward_losses(x, scores)
     assert list(theirs) == list(ours)
     for name in ours:
         assert theirs[name].item() == pytest.approx(
             ours[name].item(), rel=1e-5, abs=1e-7), name
     sum(ours.values()).backward()
     sum(theirs.values()).backward()
-    mine = dict(model.student.named_parameters())
-    for name, p in ref.student.named_parameters():
-        assert torch.allclose(p.grad, mine[name].grad, rtol=1e-4,
-                              atol=1e-6), name
-    for name, conn in ref.connectors.items():
-        got = [p.grad for p in conn.parameters()]
-        want = [p.grad for p in model.connectors[name].parameters()]
-        assert len(got) == len(want) and all(
-            torch.allclose(g, w, rtol=1e-4, atol=1e-7)
-            for g, w in zip(got, want)), name
+    grads = {id(p): p.grad for p in model.parameters()}
+    assert ref.pairs and all(p.requires_grad for p, _ in ref.pairs)
+    for theirs_p, mine in [(r, grads[id(d)]) for d, r in ref.pairs]:
+        if mine is None:  # e.g. unused by this config's terms
+            assert theirs_p.grad is None
+        else:
+            assert torch.allclose(theirs_p.grad, mine, rtol=1e-4, atol=1e-6)
+
+
+def test_reference_optimizer_follows_cls_kds(monkeypatch):
+    """Same optimizer class and settings; the same parameters in groups
+    with the same settings (cls_kd's equal groups merged)."""
+    monkeypatch.chdir(ROOT)
+    model, cfg = _built(
+        'configs/vitkd/vitkd-nkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py')
+    ref, wrapper = _reference(model, cfg)
+    ours = wrapper.optimizer
+    assert type(ref.optimizer) is type(ours) is torch.optim.AdamW
+    copies = dict(ref.pairs)
+
+    def settings(group):
+        return {k: v for k, v in group.items() if k != 'params'}
+
+    mapped = {}
+    for group in ours.param_groups:
+        key = repr(sorted(settings(group).items()))
+        mapped.setdefault(key, set()).update(
+            id(copies[p]) for p in group['params'])
+    got = {
+        repr(sorted(settings(g).items())): {id(p) for p in g['params']}
+        for g in ref.optimizer.param_groups
+    }
+    assert got == mapped
+    # The digits schedule: no decay on norms and biases.
+    no_decay = [g for g in ref.optimizer.param_groups
+                if g['weight_decay'] == 0]
+    assert len(ref.optimizer.param_groups) == 2 and len(no_decay) == 1
+    assert id(ref.student.backbone.ln1.weight) in {
+        id(p) for p in no_decay[0]['params']}
+
+
+def test_reference_runs_under_the_wrappers_autocast(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    from cls_kd.utils import choose_amp
+    model, cfg = _built(KD_CONFIG)
+    amp = choose_amp(torch.device('cpu'), force=True)  # bfloat16
+    ref, _ = _reference(model, cfg, amp)
+    assert ref.amp_dtype is torch.bfloat16
+    with ref.autocast():
+        out = ref.student(torch.randn(2, 3, 32, 32), mode='tensor')
+    assert out.dtype is torch.bfloat16
 
 
 def test_reference_preprocessing_is_mmpretrains(monkeypatch):
@@ -193,8 +246,7 @@ def test_reference_preprocessing_is_mmpretrains(monkeypatch):
     cfg = benchmark.load_config(benchmark.parse_args([KD_CONFIG]))
     cfg.model.student.train_cfg = dict(augments=augments)
     model, _ = benchmark.build_model(cfg)
-    ref = reference_step.ReferenceStep(model, cfg.model, cfg.optim_wrapper,
-                                       torch.device('cpu'))
+    ref, _ = _reference(model, cfg)
     batch = benchmark.make_batch(6, (32, 32), 10)
     images = torch.stack(batch['inputs'])
     labels = torch.cat([s.gt_label for s in batch['data_samples']])
@@ -217,12 +269,7 @@ def test_reference_step_updates_the_student(monkeypatch):
     monkeypatch.chdir(ROOT)
     model, cfg = _built(
         'configs/vitkd/vitkd-nkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py')
-    ref = reference_step.ReferenceStep(model, cfg.model, cfg.optim_wrapper,
-                                       torch.device('cpu'))
-    assert [len(g['params']) for g in ref.optimizer.param_groups] == [
-        sum(p.ndim > 1 for p in ref.optimizer.param_groups[0]['params']),
-        len(ref.optimizer.param_groups[1]['params'])
-    ]
+    ref, _ = _reference(model, cfg)
     before = {n: p.detach().clone() for n, p in ref.student.named_parameters()}
     teacher = [p.detach().clone() for p in ref.teacher.parameters()]
     batch = benchmark.make_batch(4, (32, 32), 10)
@@ -232,6 +279,7 @@ def test_reference_step_updates_the_student(monkeypatch):
              if not torch.equal(p, before[n])]
     assert 'backbone.layers.0.attn.qkv.weight' in moved
     assert all(p.grad is None for p in ref.student.parameters())
+    assert not ref.features  # no tap kept alive into the next step
     assert all(torch.equal(a, b)
                for a, b in zip(teacher, ref.teacher.parameters()))
     # The distiller's own student did not move (the reference has copies).

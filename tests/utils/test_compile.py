@@ -70,6 +70,8 @@ def test_no_graph_breaks_after_cast():
 
 # ------------------------------------------------------ distillers compiled
 VITKD = 'configs/vitkd/vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py'
+VITKD_NKD = ('configs/vitkd/vitkd-nkd_deit3-6x128-p8_vit-4x32-p8_1xb64_'
+             'digits.py')
 
 
 def _distiller(repo_root, config=VITKD):
@@ -128,9 +130,30 @@ def test_no_graph_breaks_with_the_distillers_hooks(repo_root):
         torch._dynamo.reset()
 
 
+def test_compiled_teacher_taps_only_equals_the_eager_early_stop(repo_root):
+    """A step that reads only the teacher's taps runs the compiled function
+    that returns nothing: same captures as the eager run stopped after the
+    last tap, and no logits."""
+    model, _ = _distiller(repo_root)
+    x = torch.randn(2, 3, 32, 32)
+    eager = model._run_teacher('teacher', x, read_output=False)
+    torch._dynamo.reset()
+    try:
+        model.compile_parts(backend='eager')
+        compiled = model._run_teacher('teacher', x, read_output=False)
+        frames = torch._dynamo.utils.counters['frames']['ok']
+    finally:
+        torch._dynamo.reset()
+    assert frames > 0  # it did run compiled
+    assert sorted(compiled) == sorted(eager) == ['t_block0', 't_block1',
+                                                 't_last']
+    for name in eager:
+        assert torch.allclose(compiled[name], eager[name], atol=1e-6), name
+
+
 def test_compiled_distiller_trains_like_eager(repo_root, monkeypatch):
-    """Two training steps of a compiled tiny ViTKD distiller (taps, teacher
-    run for its taps only, connectors with a random mask, losses) give the
+    """Two training steps of a compiled tiny ViTKD + NKD distiller (taps,
+    the teacher's logits, connectors with a random mask, losses) give the
     eager losses to 1e-4 (relative). The second step's losses follow from
     the first update; weights are not compared one by one, as AdamW turns
     rounding noise in gradients that are zero in exact maths (the key bias
@@ -141,18 +164,18 @@ def test_compiled_distiller_trains_like_eager(repo_root, monkeypatch):
     images = torch.randint(0, 256, (2, 4, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (2, 4))
     results = []
+    torch._dynamo.reset()
     for compiled in (False, True):
-        model, cfg = _distiller(repo_root)
+        model, cfg = _distiller(repo_root, VITKD_NKD)
         model.train()
         model.set_progress(epoch=0, iter=0)
         wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
         if compiled:
-            names = compile_model(model)
-            assert names == [
+            assert compile_model(model) == [
                 'student.backbone', 'student.head', 'connectors.mimic0',
                 'connectors.mimic1', 'connectors.gen',
                 'losses.loss_vitkd_mimic', 'losses.loss_vitkd_gen',
-                "teachers['teacher']"
+                'losses.loss_nkd', "teachers['teacher']"
             ]
         losses = []
         torch.manual_seed(2)
@@ -167,7 +190,9 @@ def test_compiled_distiller_trains_like_eager(repo_root, monkeypatch):
                 for k, v in model.train_step(data, wrapper).items()
             })
         results.append(losses)
+    frames = torch._dynamo.utils.counters['frames']['ok']
     torch._dynamo.reset()
+    assert frames > 0  # the second run did run compiled
     eager, comp = results
     assert eager[0] != eager[1]  # the first update changed the losses
     for a, b in zip(eager, comp):

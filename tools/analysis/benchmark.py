@@ -133,8 +133,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--compile',
         action='store_true',
-        help='torch.compile the student\'s backbone and head and every '
-        'teacher\'s backbone')
+        help='torch.compile what tools/train.py --compile compiles (the '
+        'student, connectors, losses and teachers; the reference as one '
+        'function)')
     parser.add_argument(
         '--reference',
         action='store_true',
@@ -379,11 +380,8 @@ def time_teachers(model: nn.Module, names: List[str], wrapper: OptimWrapper,
     return times
 
 
-def _peak_memory(device: torch.device) -> Tuple[float, str]:
-    """Peak memory in MiB and what it measures."""
-    if device.type == 'cuda':
-        return (torch.cuda.max_memory_allocated(device) / 2**20,
-                'CUDA max_memory_allocated, training steps')
+def _peak_rss() -> Tuple[float, str]:
+    """Peak resident set size of this process in MiB, and what it is."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     peak = peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
@@ -450,39 +448,30 @@ def format_table(results: dict) -> str:
     return '\n'.join(f'{key:<{width}}  {value}' for key, value in rows)
 
 
-def build_reference(model: nn.Module, cfg: Config, device: torch.device,
-                    amp: Optional[AmpChoice], compiled: bool):
-    """The hand-written step of ``reference_step.py`` for ``model``; a
-    one-line error for a config it does not write out."""
+def _reference_module():
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     try:
-        from reference_step import ReferenceStep, ReferenceUnsupported
+        import reference_step
     finally:
         sys.path.pop(0)
-    if amp is not None and amp.wrapper != 'AutocastOptimWrapper':
-        _fail(f'--reference writes out bfloat16 autocast only; --amp chose '
-              f'{amp.wrapper} ({amp.dtype}) here.')
+    return reference_step
+
+
+def build_reference(model: nn.Module, cfg: Config, wrapper: OptimWrapper,
+                    device: torch.device, compiled: bool):
+    """The hand-written step of ``reference_step.py`` for ``model`` and its
+    optimizer wrapper; a one-line error for a config it does not write
+    out."""
+    reference_step = _reference_module()
     try:
-        reference = ReferenceStep(model, cfg.model, cfg.optim_wrapper,
-                                  device, amp.dtype if amp else None)
-    except ReferenceUnsupported as e:
+        reference = reference_step.ReferenceStep(model, cfg.model,
+                                                 cfg.optim_wrapper, wrapper,
+                                                 device)
+    except reference_step.ReferenceUnsupported as e:
         _fail(f'--reference: {e}')
     if compiled:
         reference.compile()
     return reference
-
-
-def resident_bytes(model: nn.Module, wrapper: OptimWrapper) -> int:
-    """Bytes of a cls_kd model's weights (teachers included) and optimizer
-    state."""
-    tensors = [*model.parameters()]
-    for teacher in getattr(model, 'teachers', {}).values():
-        tensors += list(teacher.parameters())
-    tensors += [
-        v for state in wrapper.optimizer.state.values()
-        for v in state.values() if torch.is_tensor(v)
-    ]
-    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _summary(times: List[float], batch_size: int) -> dict:
@@ -512,15 +501,17 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if hasattr(model, 'set_progress'):
         # What the schedule hook does (iter: the epoch's first step).
         model.set_progress(epoch=args.epoch, iter=0)
+    wrapper = build_wrapper(model, cfg, amp, device)
     reference = None
     if args.reference:
-        reference = build_reference(model, cfg, device, amp, args.compile)
+        reference = build_reference(model, cfg, wrapper, device,
+                                    args.compile)
     if args.channels_last:
-        for module in [model, *getattr(model, 'teachers', {}).values(),
-                       *([reference.student, reference.teacher]
-                         if reference else [])]:
+        # The distiller's .to() moves its teachers too.
+        for module in [model] + ([
+                reference.student, reference.teacher, reference.connectors
+        ] if reference else []):
             module.to(memory_format=torch.channels_last)
-    wrapper = build_wrapper(model, cfg, amp, device)
     if args.compile:
         compiled = compile_model(model)
         _log(f'Compiling {", ".join(compiled)}'
@@ -533,11 +524,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     batch_size = args.batch_size or cfg.get('train_dataloader', {}).get(
         'batch_size') or 64
     data = make_batch(batch_size, size, num_classes_of(model))
+    if device.type == 'cuda':  # as a DataLoader with pin_memory=True
+        data['inputs'] = [image.pin_memory() for image in data['inputs']]
     steps = {'cls_kd': lambda: model.train_step(data, wrapper)}
     if reference is not None:
         images = torch.stack(data['inputs'])
         labels = torch.cat([s.gt_label for s in data['data_samples']])
-        if device.type == 'cuda':  # as a DataLoader with pin_memory
+        if device.type == 'cuda':
             images, labels = images.pin_memory(), labels.pin_memory()
         steps['reference'] = lambda: reference.step(images, labels)
 
@@ -554,10 +547,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
             peak_kind += ", without the other side's weights and " \
                 'optimizer state'
             peaks['cls_kd'] -= reference.resident_bytes()
-            peaks['reference'] -= resident_bytes(model, wrapper)
+            peaks['reference'] -= _reference_module().resident_bytes(
+                [model, *model.teachers.values()], wrapper.optimizer)
         peak = peaks['cls_kd'] / 2**20
     else:
-        peak, peak_kind = _peak_memory(device)
+        peak, peak_kind = _peak_rss()
 
     terms = ([term.name for term, _ in model.active_terms()]
              if hasattr(model, 'active_terms') else [])

@@ -20,6 +20,7 @@ the same work.
 """
 import contextlib
 import copy
+import inspect
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -43,6 +44,18 @@ _GEN = re.compile(r'^(\w+)\((\w+)\)\.(preds|mask)$')
 
 class ReferenceUnsupported(ValueError):
     """The config does work the reference step does not write out."""
+
+
+def _precision(wrapper) -> Optional[torch.dtype]:
+    """The autocast dtype of cls_kd's optimizer wrapper (None: float32);
+    loss scaling (mmengine's ``AmpOptimWrapper``) is not written out."""
+    if not hasattr(wrapper, 'cast_dtype'):
+        return None
+    if 'Autocast' not in type(wrapper).__name__:
+        raise ReferenceUnsupported(
+            f'{type(wrapper).__name__} scales the loss; the reference writes '
+            f'out autocast without scaling (bfloat16: AutocastOptimWrapper).')
+    return wrapper.cast_dtype
 
 
 # --------------------------------------------------------------- the losses
@@ -141,17 +154,18 @@ class ReferenceStep:
             connector weights are copied.
         cfg_model (dict): The model config (taps and loss inputs are read
             from it).
-        optimizer_cfg (dict): The config's ``optim_wrapper`` (optimizer
-            type and settings, ``clip_grad``).
+        wrapper_cfg (dict): The config's ``optim_wrapper`` (``clip_grad``,
+            ``accumulative_counts``).
+        wrapper (OptimWrapper): cls_kd's optimizer wrapper, built for the
+            distiller: the reference takes its optimizer class, settings and
+            parameter groups (merged where equal), and its precision.
         device (torch.device): Where to run.
-        amp_dtype (torch.dtype, optional): Autocast dtype (bfloat16 / float16
-            without loss scaling), None for float32.
     """
 
-    def __init__(self, distiller, cfg_model: dict, optimizer_cfg: dict,
-                 device: torch.device,
-                 amp_dtype: Optional[torch.dtype] = None):
-        self.device, self.amp_dtype = device, amp_dtype
+    def __init__(self, distiller, cfg_model: dict, wrapper_cfg: dict,
+                 wrapper, device: torch.device):
+        self.device = device
+        self.amp_dtype = _precision(wrapper)
         teachers = dict(distiller.teachers.items())
         if len(teachers) != 1:
             raise ReferenceUnsupported(
@@ -168,7 +182,20 @@ class ReferenceStep:
             raise ReferenceUnsupported(
                 f'{type(distiller).__name__}: the reference writes out the '
                 f'classification distiller only.')
-        self.student = _detached_copy(distiller.student).to(device)
+        if len(distiller.stage_plan.stages) > 1:
+            raise ReferenceUnsupported(
+                'the config has stages; the reference writes out one.')
+        factors = {t.name: f for t, f in distiller.active_terms()}
+        read = distiller.teachers_to_run(distiller.active_terms())
+        if set(factors) != set(distiller.wiring.names) or not read:
+            raise ReferenceUnsupported(
+                'some loss terms are off at this epoch; the reference '
+                'writes out all of them.')
+        # Without a term that reads its logits, cls_kd stops the teacher
+        # after its last tapped layer; the reference skips its head.
+        self.teacher_head = read[self.teacher_name]
+        self.pairs: List[Tuple[nn.Parameter, nn.Parameter]] = []
+        self.student = self._copy(distiller.student).to(device)
         self.teacher = _detached_copy(teacher).to(device).eval()
         self.teacher.requires_grad_(False)
         self._preprocessing(distiller.data_preprocessor)
@@ -177,19 +204,30 @@ class ReferenceStep:
         ).student_loss_weight
         if self.student_loss_weight is None:
             self.student_loss_weight = distiller.student_loss_weight
-        factors = {t.name: f for t, f in distiller.active_terms()}
         self.features: Dict[str, torch.Tensor] = {}
         self.connectors = nn.ModuleDict()
         self.terms = [
             self._term(name, dict(spec), factors[name], cfg_model, distiller)
             for name, spec in cfg_model.get('losses', {}).items()
-            if name in factors
         ]
         self.connectors.to(device)
-        self.optimizer, self.clip = self._optimizer(optimizer_cfg)
+        self.optimizer, self.clip = self._optimizer(wrapper_cfg, wrapper)
         self._loss_fn = self.forward_losses
+        self._teacher_fn = self._teacher_logits
 
     # ---------------------------------------------------------------- build
+    def _pair(self, original: nn.Module, copied: nn.Module) -> nn.Module:
+        """Pair the parameters of a copy with the distiller's, by name (the
+        optimizer groups follow the distiller's)."""
+        mine = dict(copied.named_parameters())
+        self.pairs.extend(
+            (param, mine[name]) for name, param in original.named_parameters())
+        return copied
+
+    def _copy(self, module: nn.Module) -> nn.Module:
+        """A hook-free copy of a distiller part, paired."""
+        return self._pair(module, _detached_copy(module))
+
     def _preprocessing(self, pre):
         self.mean = pre.mean.to(self.device) if pre._enable_normalize \
             else None
@@ -218,15 +256,20 @@ class ReferenceStep:
     def _supervised(self, head):
         loss = head.loss_module
         kind = type(loss).__name__
-        if kind == 'LabelSmoothLoss' and loss.mode == 'original':
+        ce = loss.ce if kind == 'LabelSmoothLoss' else loss
+        plain = (getattr(ce, 'use_sigmoid', True) is False
+                 and getattr(ce, 'class_weight', 0) is None
+                 and getattr(loss, 'reduction', None) == 'mean')
+        if kind == 'LabelSmoothLoss' and loss.mode == 'original' and plain:
             self.smoothing, self.loss_cls_weight = (loss.label_smooth_val,
                                                     loss.loss_weight)
-        elif kind == 'CrossEntropyLoss' and not loss.use_sigmoid and \
-                loss.class_weight is None:
+        elif kind == 'CrossEntropyLoss' and plain:
             self.smoothing, self.loss_cls_weight = 0.0, loss.loss_weight
         else:
             raise ReferenceUnsupported(
-                f'the student\'s loss {kind} is not written out.')
+                f'the student\'s loss {kind} is not written out (softmax '
+                f'cross-entropy, optionally label-smoothed in the original '
+                f'mode, mean over the batch).')
 
     def _tap(self, name: str, cfg_model: dict, model: nn.Module) -> str:
         """Hook the module of tap ``name``; returns its key in
@@ -284,7 +327,7 @@ class ReferenceStep:
                 source = distiller.connectors[conn]
                 if type(source).__name__ != 'LinearConnector':
                     raise ReferenceUnsupported(f'{name}: connector {conn}')
-                self.connectors[conn] = copy.deepcopy(source.proj)
+                self.connectors[conn] = self._copy(source.proj)
                 pairs.append((conn, self._tap(tap, cfg_model,
                                               self._owner(tap, cfg_model)),
                               self._tap(target, cfg_model,
@@ -302,9 +345,12 @@ class ReferenceStep:
                 raise ReferenceUnsupported(f'{name}: inputs {inputs}')
             conn, tap = preds.groups()[:2]
             source = distiller.connectors[conn]
-            if type(source).__name__ != 'ViTKDGenerator':
-                raise ReferenceUnsupported(f'{name}: connector {conn}')
-            self.connectors[conn] = Generator(source)
+            if type(source).__name__ != 'ViTKDGenerator' or \
+                    source.grid_size is not None:
+                raise ReferenceUnsupported(
+                    f'{name}: connector {conn} (a ViTKDGenerator on a square '
+                    f'grid is written out)')
+            self.connectors[conn] = self._pair(source, Generator(source))
             s = self._tap(tap, cfg_model, self._owner(tap, cfg_model))
             t = self._tap(inputs['targets'], cfg_model,
                           self._owner(inputs['targets'], cfg_model))
@@ -319,35 +365,58 @@ class ReferenceStep:
             f'{name}: {kind} is not written out in the reference (it knows '
             f'{sorted(LOGIT_INPUTS)}, ViTKDMimicLoss, ViTKDGenerationLoss).')
 
-    def _optimizer(self, wrapper_cfg: dict):
-        cfg = dict(wrapper_cfg.get('optimizer', {}))
-        kind = str(cfg.pop('type', '')).split('.')[-1]
-        classes = dict(AdamW=torch.optim.AdamW, Adam=torch.optim.Adam,
-                       SGD=torch.optim.SGD)
-        if kind not in classes:
-            raise ReferenceUnsupported(f'optimizer {kind} is not written out')
-        params = [*self.student.parameters(), *self.connectors.parameters()]
-        params = [p for p in params if p.requires_grad]
-        groups = [
-            dict(params=[p for p in params if p.ndim > 1]),
-            dict(params=[p for p in params if p.ndim <= 1], weight_decay=0.)
-        ]
-        settings = {
-            k: v for k, v in cfg.items()
-            if k in ('lr', 'betas', 'eps', 'weight_decay', 'momentum',
-                     'nesterov', 'dampening')
+    def _optimizer(self, wrapper_cfg: dict, wrapper):
+        """cls_kd's optimizer class and settings, with its groups mapped to
+        the copies and merged where their settings are equal (a handful, as
+        one writes them by hand); fused on CUDA where torch has it."""
+        if wrapper_cfg.get('accumulative_counts', 1) != 1:
+            raise ReferenceUnsupported('gradient accumulation is not '
+                                       'written out.')
+        clip = dict(wrapper_cfg.get('clip_grad') or {})
+        if clip and (clip.pop('type', 'norm') != 'norm'
+                     or set(clip) - {'max_norm', 'norm_type'}):
+            raise ReferenceUnsupported(f'clip_grad {wrapper_cfg.clip_grad} '
+                                       f'is not written out.')
+        optimizer = wrapper.optimizer
+        kind = type(optimizer)
+        if kind not in (torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD):
+            raise ReferenceUnsupported(
+                f'optimizer {kind.__name__} is not written out.')
+        copies = dict(self.pairs)
+        groups = []
+        for group in optimizer.param_groups:
+            if any(p not in copies for p in group['params']):
+                raise ReferenceUnsupported(
+                    'the optimizer trains parameters the reference does not '
+                    'have.')
+            settings = {k: v for k, v in group.items() if k != 'params'}
+            params = [copies[p] for p in group['params']]
+            for merged in groups:
+                if merged[0] == settings:
+                    merged[1].extend(params)
+                    break
+            else:
+                groups.append((settings, params))
+        accepted = inspect.signature(kind.__init__).parameters
+        defaults = {
+            k: v
+            for k, v in optimizer.defaults.items() if k in accepted
         }
         if self.device.type == 'cuda':
-            settings['fused'] = True
-        clip = (wrapper_cfg.get('clip_grad') or {}).get('max_norm')
-        return classes[kind](groups, **settings), (clip, params)
+            defaults.update(fused=True, foreach=None)
+        params = [p for _, group in groups for p in group]
+        fast = dict(fused=defaults.get('fused'),
+                    foreach=defaults.get('foreach'))
+        optimizer = kind(
+            [dict(settings, params=group, **fast)
+             for settings, group in groups], **defaults)
+        return optimizer, (clip, params)
 
     def compile(self, **kwargs) -> None:
-        """Compile the whole forward and loss as one function."""
-        from cls_kd.utils import cast_numpy_scalars
-        cast_numpy_scalars(self.student)
-        cast_numpy_scalars(self.teacher)
+        """Compile the whole forward and loss as one function, and the
+        teacher alone (for its share)."""
         self._loss_fn = torch.compile(self.forward_losses, **kwargs)
+        self._teacher_fn = torch.compile(self._teacher_logits, **kwargs)
 
     # ------------------------------------------------------------------ run
     def autocast(self):
@@ -392,8 +461,7 @@ class ReferenceStep:
                        targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The losses of one batch: ``loss_cls`` and one per term."""
         self.features.clear()
-        with torch.no_grad():
-            logits_t = self.teacher(x, mode='tensor')
+        logits_t = self._teacher_logits(x)
         logits_s = self.student(x, mode='tensor')
         smooth = targets * (1 - self.smoothing) + self.smoothing / \
             targets.shape[1]
@@ -405,9 +473,19 @@ class ReferenceStep:
             losses[name] = fn(values)
         return losses
 
+    def _teacher_logits(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The teacher without autograd; its head only if a loss reads
+        its logits."""
+        with torch.no_grad():
+            if self.teacher_head:
+                return self.teacher(x, mode='tensor')
+            self.teacher.extract_feat(x)
+            return None
+
     def teacher_forward(self, x: torch.Tensor) -> None:
-        with self.autocast(), torch.no_grad():
-            self.teacher(x, mode='tensor')
+        """The teacher alone, as the step runs it (for its share)."""
+        with self.autocast():
+            self._teacher_fn(x)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """One training step: preprocess, forward, backward, update."""
@@ -415,18 +493,25 @@ class ReferenceStep:
         with self.autocast():
             losses = self._loss_fn(x, targets)
         sum(losses.values()).backward()
-        max_norm, params = self.clip
-        if max_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        clip, params = self.clip
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, **clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.features.clear()  # not kept alive into the next step
 
     def resident_bytes(self) -> int:
         """Bytes of weights and optimizer state (for the memory report)."""
-        tensors = [*self.student.parameters(), *self.teacher.parameters(),
-                   *self.connectors.parameters()]
-        tensors += [
-            v for state in self.optimizer.state.values()
-            for v in state.values() if torch.is_tensor(v)
-        ]
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return resident_bytes([self.student, self.teacher, self.connectors],
+                              self.optimizer)
+
+
+def resident_bytes(modules, optimizer) -> int:
+    """Bytes of the parameters of ``modules`` and of ``optimizer``'s
+    state."""
+    tensors = [p for m in modules for p in m.parameters()]
+    tensors += [
+        v for state in optimizer.state.values() for v in state.values()
+        if torch.is_tensor(v)
+    ]
+    return sum(t.numel() * t.element_size() for t in tensors)

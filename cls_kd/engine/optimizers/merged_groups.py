@@ -11,7 +11,7 @@ __all__ = [
 ]
 
 # Optimizers whose fused (single-kernel) CUDA implementation we turn on.
-_FUSED_BY_DEFAULT = ('Adam', 'AdamW')
+_FUSED_BY_DEFAULT = ('Adam', 'AdamW', 'SGD')
 
 
 # Keys that are not optimizer settings: mmengine leaves the multipliers of
@@ -41,10 +41,10 @@ def merge_param_groups(groups: List[dict],
 
 def with_fused_default(optimizer_cfg: dict, params) -> dict:
     """``optimizer_cfg`` with ``fused=True`` where that is safe and faster:
-    an Adam/AdamW whose parameters are all floating-point CUDA tensors and
-    whose config sets neither ``fused`` nor ``foreach`` (an explicit choice
-    is kept). Otherwise the config unchanged (on CPU torch picks its
-    ``foreach`` implementation itself)."""
+    an Adam, AdamW or SGD whose parameters are all floating-point CUDA
+    tensors and whose config sets neither ``fused`` nor ``foreach`` (an
+    explicit choice is kept). Otherwise the config unchanged (on CPU torch
+    picks its ``foreach`` implementation itself)."""
     kind = str(optimizer_cfg.get('type', '')).split('.')[-1]
     if (kind not in _FUSED_BY_DEFAULT or 'fused' in optimizer_cfg
             or 'foreach' in optimizer_cfg):
@@ -63,7 +63,7 @@ class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     With a ``paramwise_cfg`` (no weight decay on norms/biases/tokens, as in
     the DeiT recipe) mmengine makes one group per parameter: ~160 for a ViT,
     which makes every optimizer step loop over them in Python. Merged, the
-    same settings need two or three groups. Adam and AdamW on CUDA are
+    same settings need two or three groups. Adam, AdamW and SGD on CUDA are
     fused (one kernel for all parameters, :func:`with_fused_default`) unless
     the optimizer config says ``fused`` or ``foreach`` itself.
     """

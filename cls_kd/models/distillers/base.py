@@ -227,7 +227,6 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
             module.compile(**kwargs)
             names.append(name)
         for name, teacher in self.teachers.items():
-            cast_numpy_scalars(teacher)
             self._compiled_teachers[name] = {
                 True: torch.compile(partial(teacher_forward, teacher),
                                     **kwargs),

@@ -18,3 +18,5 @@ model = dict(
         'resnet/resnet34_8xb32_in1k_20210831-f257d4e6.pth'),
     losses=dict(),
 )
+# One optimizer group per distinct setting; SGD fused on CUDA.
+optim_wrapper = dict(constructor='MergedGroupsOptimWrapperConstructor')
