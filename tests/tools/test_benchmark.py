@@ -114,8 +114,10 @@ def test_speed_table_needs_reference_results(tmp_path):
 
 
 @pytest.mark.parametrize('config, message', [
-    ('configs/deit/deit_resnet18-c16_vit-t4-p8-distilled_1xb64_digits.py',
-     'loss_deit: DeiTDistillLoss is not written out'),
+    ('configs/scalekd/scalekd_vit-4x64-p8_resnet18-c4_1xb64_digits.py',
+     r'loss_\w+: \w+ is not written out in the reference'),
+    ('configs/dearkd/dearkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
+     'the config has stages'),
     ('configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
      r"loss_kd: KDLoss reads \{'logits_s': 'logits_t'"),
 ])
@@ -123,7 +125,7 @@ def test_benchmark_reference_refuses_other_work(config, message,
                                                 monkeypatch):
     monkeypatch.chdir(ROOT)
     options = []
-    if 'kd_resnet18' in config:  # the teacher's logits on both sides
+    if config.startswith('configs/kd/'):  # the teacher's logits twice
         options = ['--cfg-options',
                    'model.losses.loss_kd.inputs.logits_s=logits_t']
     with pytest.raises(SystemExit, match='--reference: ' + message):
@@ -147,23 +149,30 @@ def _reference(model, cfg, amp=None):
                                         wrapper, torch.device('cpu')), wrapper
 
 
+DEIT_CONFIG = ('configs/deit/deit_resnet18-c16_vit-t4-p8-distilled_1xb64_'
+               'digits.py')
 DIGITS_CONFIGS = [
     'configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
     'configs/dkd/dkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
     'configs/nkd/nkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
     'configs/vitkd/vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py',
     'configs/vitkd/vitkd-nkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py',
+    DEIT_CONFIG,
 ]
 
 
-@pytest.mark.parametrize('config', DIGITS_CONFIGS)
+@pytest.mark.parametrize('config, options', [
+    *[(config, {}) for config in DIGITS_CONFIGS],
+    (DEIT_CONFIG, {'model.losses.loss_deit.mode': 'soft',
+                   'model.losses.loss_deit.temperature': 3.0}),
+])
 def test_reference_computes_the_distillers_losses_and_gradients(
-        monkeypatch, config):
+        monkeypatch, config, options):
     """Same inputs and weights: same loss values and student/connector
     gradients (eval mode: no dropout; one seed for ViTKD's random mask);
     soft (mixed) targets, whose arg-max are the NKD/DKD labels."""
     monkeypatch.chdir(ROOT)
-    model, cfg = _built(config)
+    model, cfg = _built(config, **options)
     model.eval()
     ref, _ = _reference(model, cfg)
     ref.student.eval()

@@ -1,5 +1,6 @@
 import os
 from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
 import cls_kd
+from cls_kd.engine.hooks import CompileHook
 from cls_kd.models.distillers.base import _teacher_taps_only, teacher_forward
 from cls_kd.registry import MODELS
 from cls_kd.utils import (
@@ -95,34 +97,42 @@ def test_compile_options():
         compile_options('yes')
 
 
-def test_no_graph_breaks_with_the_distillers_hooks(repo_root):
-    """The student's and the teacher's forward, with the taps installed and
-    capturing, are one graph each; so is the teacher run for its taps only
-    (what replaces the eager early stop under compile)."""
-    model, _ = _distiller(repo_root)
+@pytest.mark.parametrize('config', [
+    VITKD,  # ViT -> ViT, the teacher read for its taps only
+    'configs/dearkd/dearkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',  # CNN
+    # teacher's stage maps, convolutional-attention student blocks
+    'configs/scalekd/scalekd_vit-4x64-p8_resnet18-c4_1xb64_digits.py',  # CNN
+    # student's stage maps
+])
+def test_no_graph_breaks_with_the_distillers_hooks(repo_root, config):
+    """The student's forward (with autograd) and the teacher's (without),
+    with the distiller's taps installed and capturing, are one graph each;
+    so is the teacher run for its taps only (what replaces the eager early
+    stop under compile). Each captures what the eager forward captures."""
+    model, _ = _distiller(repo_root, config)
     model.train()
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(2, 3, *model.input_size)
     teacher = model.teachers['teacher']
-    student_taps = model.captures.student
-    teacher_taps = model.captures.teachers['teacher']
-    # ViTKD alone does not read the teacher's output: taps only.
-    assert model.teachers_to_run(model.active_terms(True)) == {
-        'teacher': False
-    }
     runs = [
-        ('student', student_taps, model.student.backbone, 3),
-        ('teacher', teacher_taps, partial(teacher_forward, teacher), 3),
-        ('teacher taps', teacher_taps, partial(_teacher_taps_only, teacher),
-         3),
+        ('student', model.captures.student, model.student.backbone, True),
+        ('teacher', model.captures.teachers['teacher'],
+         partial(teacher_forward, teacher), False),
+        ('teacher taps', model.captures.teachers['teacher'],
+         partial(_teacher_taps_only, teacher), False),
     ]
     torch._dynamo.reset()
     try:
-        for name, taps, fn, fired in runs:
+        for name, taps, fn, grad in runs:
             taps.disarm()
             taps.enable()
-            with torch.no_grad():
+            with torch.set_grad_enabled(grad):
+                fn(x)
+            eager = sorted(taps.collect())
+            assert eager, name  # the config taps this model
+            taps.enable()
+            with torch.set_grad_enabled(grad):
                 explained = torch._dynamo.explain(fn)(x)
-            assert len(taps.collect()) == fired, name
+            assert sorted(taps.collect()) == eager, name
             assert explained.graph_break_count == 0, (
                 name, explained.break_reasons)
             assert explained.graph_count == 1, name
@@ -199,3 +209,32 @@ def test_compiled_distiller_trains_like_eager(repo_root, monkeypatch):
         assert a.keys() == b.keys()
         for k in a:
             assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), k
+
+
+def test_compile_hook_compiles_once_before_training(repo_root):
+    model, _ = _distiller(repo_root)
+    logs = []
+    runner = SimpleNamespace(model=model,
+                             logger=SimpleNamespace(info=logs.append))
+    hook = CompileHook(backend='eager')
+    assert model.student.backbone._compiled_call_impl is None
+    hook.before_train(runner)
+    assert model.student.backbone._compiled_call_impl is not None
+    assert hook.compiled[0] == 'student.backbone'
+    assert hook.compiled[-1] == "teachers['teacher']"
+    assert logs == [
+        "torch.compile (backend='eager'): " + ', '.join(hook.compiled) +
+        '; the first iterations compile.'
+    ]
+    hook.before_train(runner)  # a second runner.train(): compiled already
+    assert len(logs) == 1
+    with pytest.raises(ValueError, match='unknown torch.compile option'):
+        CompileHook(mdoe='max-autotune')
+
+
+def test_compile_model_on_a_plain_classifier(tiny_vit):
+    model = MODELS.build(tiny_vit())
+    assert compile_model(model, backend='eager') == ['backbone', 'head']
+    assert model.head._compiled_call_impl is not None
+    with pytest.raises(ValueError, match='no backbone, neck or head'):
+        compile_model(nn.Linear(2, 2))

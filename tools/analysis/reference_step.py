@@ -1,14 +1,15 @@
 """A hand-written PyTorch training step: the yardstick of
 ``benchmark.py --reference``.
 
-It does the work of a cls_kd step for the logit-family (KD, DKD, NKD) and
-ViTKD configs the way one would write it by hand: the same mmpretrain
-student and teacher modules with the same weights (copied from the built
-distiller), the same data preprocessing and Mixup/CutMix, the losses and the
-ViTKD connectors written out below, plain forward hooks where features are
-needed, one backward, gradient clipping if the config clips, and a
-``torch.optim`` AdamW/Adam/SGD with two parameter groups (decay / no decay),
-fused on CUDA. No distiller, taps, wiring, mmengine wrapper or data samples
+It does the work of a cls_kd step for the logit-family (KD, DKD, NKD, DeiT's
+distillation token) and ViTKD configs the way one would write it by hand:
+the same mmpretrain student and teacher modules with the same weights
+(copied from the built distiller), the same data preprocessing and
+Mixup/CutMix, the losses and the ViTKD connectors written out below, plain
+forward hooks where features are needed, one backward, gradient clipping if
+the config clips, and cls_kd's ``torch.optim`` optimizer (AdamW, Adam or
+SGD) with its settings and its parameter groups merged where equal, fused
+on CUDA. No distiller, taps, wiring, mmengine wrapper or data samples
 run in the step. With ``compile`` the whole forward and loss is one
 ``torch.compile``\\ d function.
 
@@ -102,6 +103,15 @@ def nkd(logits_s, logits_t, labels, T, gamma):
     q_t = F.softmax(non_target(z_t, labels) / T, 1)
     log_q_s = F.log_softmax(non_target(z_s, labels) / T, 1)
     return target - gamma * T * T * (q_t * log_q_s).sum(1).mean()
+
+
+def deit_soft(logits_s, logits_t, T):
+    """DeiT's soft term: T² · KL summed over batch and classes, divided by
+    their number."""
+    log_p_s = F.log_softmax(logits_s.float() / T, dim=1)
+    log_p_t = F.log_softmax(logits_t.float() / T, dim=1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
+    return T * T * kl / logits_s.numel()
 
 
 def vitkd_mimic(preds, targets):
@@ -316,6 +326,22 @@ class ReferenceStep:
                                                b)
             g = module.gamma
             return name, lambda v: w * nkd(v['s'], v['t'], v['y'], T, g)
+        if kind == 'DeiTDistillLoss':
+            tap = inputs.get('logits_s')
+            owner = (cfg_model.get('taps', {}).get(tap) or {}).get(
+                'model', 'student')
+            if set(inputs) != {'logits_s', 'logits_t'} or inputs[
+                    'logits_t'] != 'logits_t' or owner != 'student':
+                raise ReferenceUnsupported(
+                    f'{name}: DeiTDistillLoss reads {inputs}; the reference '
+                    f'knows a student tap (the distillation head) and '
+                    f'logits_t.')
+            s = self._tap(tap, cfg_model, self.student)
+            w, T = module.loss_weight * factor, module.temperature
+            if module.mode == 'hard':
+                return name, lambda v: w * F.cross_entropy(
+                    self.features[s].float(), v['t'].argmax(1))
+            return name, lambda v: w * deit_soft(self.features[s], v['t'], T)
         if kind == 'ViTKDMimicLoss':
             preds = [_CALL.match(p) for p in inputs.get('preds', [])]
             targets = list(inputs.get('targets', []))
@@ -363,7 +389,8 @@ class ReferenceStep:
             return name, generation
         raise ReferenceUnsupported(
             f'{name}: {kind} is not written out in the reference (it knows '
-            f'{sorted(LOGIT_INPUTS)}, ViTKDMimicLoss, ViTKDGenerationLoss).')
+            f'{sorted(LOGIT_INPUTS)}, DeiTDistillLoss, ViTKDMimicLoss, '
+            f'ViTKDGenerationLoss).')
 
     def _optimizer(self, wrapper_cfg: dict, wrapper):
         """cls_kd's optimizer class and settings, with its groups mapped to
