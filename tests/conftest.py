@@ -10,6 +10,23 @@ from cls_kd.utils import resolve_teacher_paths
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
+def load_tool(path: str):
+    """Import a script of ``tools/`` (not a package) as a module, from its
+    path relative to the repository."""
+    import importlib.util
+    name = 'cls_kd_tool_' + osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, osp.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='session')
+def benchmark_tool():
+    """``tools/analysis/benchmark.py`` as a module."""
+    return load_tool('tools/analysis/benchmark.py')
+
+
 @pytest.fixture(scope='session')
 def repo_root():
     return ROOT

@@ -1,6 +1,5 @@
 """The host-sync detector, and distillation steps that it finds free of
 host-device synchronisation."""
-import importlib.util
 import os.path as osp
 import sys
 
@@ -64,17 +63,6 @@ FREE = {
     'backward': lambda: F.cross_entropy(X.clone().requires_grad_(),
                                         LABELS).backward(),
 }
-
-
-def _load_benchmark():
-    path = osp.join(ROOT, 'tools', 'analysis', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('cls_kd_benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = _load_benchmark()
 
 
 class _AtenOps(TorchDispatchMode):
@@ -215,7 +203,7 @@ def test_drop_target_has_the_values_and_gradient_of_mask_indexing():
     assert (grads[1].gather(1, labels[:, None]) == 0).all()
 
 
-def _build(config, **options):
+def _build(benchmark, config, **options):
     cfg = resolve_teacher_paths(Config.fromfile(osp.join(ROOT, config)))
     cfg.merge_from_dict(options)
     model, _ = benchmark.build_model(cfg)  # random teacher weights
@@ -230,8 +218,9 @@ def _build(config, **options):
     'configs/deit/deit_resnet18-c16_vit-t4-p8-distilled_1xb64_digits.py',
     'configs/attndistill/attndistill_vit-4x64-p8_vit-4x32-p8_1xb64_digits.py',
 ])
-def test_a_distillation_step_does_not_sync(config):
-    model = _build(config)
+def test_a_distillation_step_does_not_sync(benchmark_tool, config):
+    benchmark = benchmark_tool
+    model = _build(benchmark, config)
     model.train()
     model.set_progress(epoch=0, iter=0)
     batch = benchmark.make_batch(4, model.input_size,
@@ -247,10 +236,11 @@ def test_a_distillation_step_does_not_sync(config):
     assert any(p.grad is not None for p in model.student.parameters())
 
 
-def test_vitkd_mask_ratio_mismatch_still_fails_at_build():
+def test_vitkd_mask_ratio_mismatch_still_fails_at_build(benchmark_tool):
     with pytest.raises(DistillerConfigError,
                        match=r'the mask hides 12 of 16 tokens but '
                        r'mask_ratio=0.5 means 8; give the generator and the '
                        r'loss the same mask_ratio'):
-        _build('configs/vitkd/vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_'
+        _build(benchmark_tool,
+               'configs/vitkd/vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_'
                'digits.py', **{'model.connectors.gen.mask_ratio': 0.75})

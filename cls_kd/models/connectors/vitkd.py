@@ -36,7 +36,11 @@ def random_masking(batch: int,
         that puts [kept tokens, masked tokens] back into the original order.
     """
     num_keep = int(length * (1 - mask_ratio))
-    noise = torch.rand(batch, length, device=device, generator=generator)
+    # No generator argument unless one is given: torch.compile cannot trace
+    # rand(..., generator=None) with a symbolic batch size (a last, smaller
+    # batch).
+    extra = {} if generator is None else dict(generator=generator)
+    noise = torch.rand(batch, length, device=device, **extra)
     shuffle = noise.argsort(dim=1)
     restore = shuffle.argsort(dim=1)
     return shuffle[:, :num_keep], restore

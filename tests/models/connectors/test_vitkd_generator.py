@@ -105,3 +105,18 @@ def test_token_grid_resize_refuses_non_square_grids():
     with pytest.raises(ValueError, match=r'6 tokens do not form a square '
                        r'grid\.$'):
         TokenGridResize()(torch.zeros(1, 6, 2), torch.zeros(1, 4, 2))
+
+
+def test_generator_compiles_for_a_smaller_last_batch():
+    """The last batch of an epoch is smaller: compiled with a symbolic batch
+    size, the mask noise must still trace (rand without generator=None)."""
+    gen = ViTKDGenerator(8, 16)
+    compiled = torch.compile(gen, backend='eager', dynamic=True)
+    torch._dynamo.reset()
+    try:
+        for batch in (4, 3):
+            out = compiled(torch.randn(batch, 16, 8))
+            assert out['preds'].shape == (batch, 16, 16)
+            assert (out['mask'].sum(1) == 8).all()
+    finally:
+        torch._dynamo.reset()
