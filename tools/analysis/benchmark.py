@@ -39,9 +39,10 @@ the student, connectors, losses and teachers).
 
 ``--reference`` also builds a hand-written PyTorch step doing the same work
 (``reference_step.py``: the same mmpretrain modules and weights, the losses
-written out, no distiller or mmengine in the step, fused AdamW on CUDA, the
-same autocast; compiled as one function with ``--compile``) for logit-family
-(KD, DKD, NKD) and ViTKD configs, and times both in one process, step by
+written out, no distiller or mmengine in the step, cls_kd's optimizer with
+its groups merged and fused on CUDA, the same autocast; compiled as one
+function with ``--compile``) for logit-family (KD, DKD, NKD, DeiT's
+distillation token) and ViTKD configs, and times both in one process, step by
 step in turn after the same warm-up; reported: both speeds, cls_kd's speed as
 a fraction of the reference's, both teacher shares and, on CUDA, both peak
 memories (each without the other's weights and optimizer state) and their
@@ -140,7 +141,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--reference',
         action='store_true',
         help='also time a hand-written PyTorch step of the same work, in '
-        'turn with the cls_kd step (logit-family and ViTKD configs)')
+        'turn with the cls_kd step (KD, DKD, NKD, DeiT token and ViTKD '
+        'configs)')
     parser.add_argument(
         '--channels-last',
         action='store_true',
@@ -322,8 +324,8 @@ def _timed_in_turn(fns: Dict[str, Callable], iters: int, warmup: int,
 
     Returns:
         tuple: Seconds of each label's timed runs, and on CUDA the highest
-        ``max_memory_allocated`` during any of its runs (warm-up included;
-        empty on the CPU). Prints every warm-up run and about ten progress
+        ``max_memory_allocated`` during any of its timed runs (empty on the
+        CPU). Prints every warm-up run and about ten progress
         lines.
     """
     every = max(1, iters // 10)
@@ -338,10 +340,10 @@ def _timed_in_turn(fns: Dict[str, Callable], iters: int, warmup: int,
             fn()
             _sync(device)
             elapsed = time.perf_counter() - start
-            if device.type == 'cuda':
+            done = i - warmup + 1
+            if device.type == 'cuda' and i >= warmup:
                 peaks[label] = max(peaks.get(label, 0),
                                    torch.cuda.max_memory_allocated(device))
-            done = i - warmup + 1
             if i < warmup:
                 _log(f'  [{label}] warm-up {i + 1}/{warmup}: '
                      f'{elapsed * 1e3:.1f} ms')
@@ -352,21 +354,17 @@ def _timed_in_turn(fns: Dict[str, Callable], iters: int, warmup: int,
     return times, peaks
 
 
-def _timed(fn, iters: int, warmup: int, device: torch.device,
-           label: str) -> List[float]:
-    """Seconds of ``iters`` runs of ``fn`` after ``warmup`` ones."""
-    return _timed_in_turn({label: fn}, iters, warmup, device)[0][label]
-
-
 def time_teachers(model: nn.Module, names: List[str], wrapper: OptimWrapper,
-                  data: dict, iters: int, warmup: int,
-                  device: torch.device) -> Dict[str, List[float]]:
+                  data: dict, iters: int, warmup: int, device: torch.device,
+                  reference=None
+                  ) -> Tuple[Dict[str, List[float]], Optional[List[float]]]:
     """Seconds per run of each teacher alone, as the training step runs it
     (``model._run_teacher``: no grad, eval mode, its taps, the step's
-    autocast) on the preprocessed (and batch-augmented) batch."""
+    autocast) on the preprocessed (and batch-augmented) batch, by name; and
+    with a ``reference``, of its teacher (timed in turn with them)."""
     with wrapper.optim_context(model), torch.no_grad():
         inputs = model.data_preprocessor(data, True)['inputs']
-    times = {}
+    runs = {}
     read = model.teachers_to_run(model.active_terms())
     for name in names:
         if name not in read:  # not run in this stage
@@ -376,8 +374,14 @@ def time_teachers(model: nn.Module, names: List[str], wrapper: OptimWrapper,
             with wrapper.optim_context(model):
                 model._run_teacher(name, inputs, read.get(name, False))
 
-        times[name] = _timed(run, iters, warmup, device, f'teacher {name}')
-    return times
+        runs[f'teacher {name}'] = run
+    if reference is not None:
+        runs['reference teacher'] = lambda: reference.teacher_forward(inputs)
+    times = _timed_in_turn(runs, iters, warmup, device)[0]
+    return {
+        label[len('teacher '):]: t
+        for label, t in times.items() if label.startswith('teacher ')
+    }, times.get('reference teacher')
 
 
 def _peak_rss() -> Tuple[float, str]:
@@ -539,8 +543,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
          f'steps{", in turn with the reference" if reference else ""} ...')
     step_times, peaks = _timed_in_turn(steps, args.iters, args.warmup,
                                        device)
-    teacher_times = time_teachers(model, teacher_names, wrapper, data,
-                                  args.iters, args.warmup, device)
+    teacher_times, reference_teacher = time_teachers(
+        model, teacher_names, wrapper, data, args.iters, args.warmup, device,
+        reference)
     if device.type == 'cuda':
         peak_kind = 'CUDA max_memory_allocated, training steps'
         if reference is not None:
@@ -591,8 +596,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     )
     if reference is not None:
         results['reference'] = reference_results(
-            reference, data, model, wrapper, step_times['reference'],
-            peaks.get('reference'), args, device)
+            step_times['reference'], reference_teacher,
+            peaks.get('reference'), batch_size, args.compile)
         ref = results['reference']
         results['speed_vs_reference'] = (results['images_per_s'] /
                                          ref['images_per_s'])
@@ -610,23 +615,18 @@ def main(argv: Optional[List[str]] = None) -> dict:
     return results
 
 
-def reference_results(reference, data: dict, model: nn.Module,
-                      wrapper: OptimWrapper, times: List[float],
-                      peak: Optional[int], args: argparse.Namespace,
-                      device: torch.device) -> dict:
+def reference_results(times: List[float], teacher: List[float],
+                      peak: Optional[int], batch_size: int,
+                      compiled: bool) -> dict:
     """The reference's speed, teacher time and peak memory."""
-    with wrapper.optim_context(model), torch.no_grad():
-        inputs = model.data_preprocessor(data, True)['inputs']
-    teacher = _timed(lambda: reference.teacher_forward(inputs), args.iters,
-                     args.warmup, device, 'reference teacher')
-    summary = _summary(times, len(data['inputs']))
+    summary = _summary(times, batch_size)
     teacher_ms = statistics.mean(teacher) * 1e3
     return dict(
         **summary,
         teacher_ms=teacher_ms,
         teacher_share=teacher_ms / summary['step_ms_mean'],
         peak_memory_mib=peak / 2**20 if peak is not None else None,
-        compile=args.compile,
+        compile=compiled,
     )
 
 

@@ -429,7 +429,9 @@ class ReferenceStep:
             k: v
             for k, v in optimizer.defaults.items() if k in accepted
         }
-        if self.device.type == 'cuda':
+        chosen = {'fused', 'foreach'} & set(wrapper_cfg.get('optimizer', {}))
+        if self.device.type == 'cuda' and not chosen:
+            # A config's own fused/foreach choice is kept, as cls_kd does.
             defaults.update(fused=True, foreach=None)
         params = [p for _, group in groups for p in group]
         fast = dict(fused=defaults.get('fused'),

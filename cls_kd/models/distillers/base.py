@@ -93,6 +93,10 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         model, preprocessor = self.build_student(
             copy.deepcopy(dict(student)), copy.deepcopy(data_preprocessor))
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
+        if hasattr(self.data_preprocessor, '_non_blocking'):
+            # mmpretrain's preprocessors keep mmengine's blocking copies: one
+            # wait for the GPU per image and label of every batch.
+            self.data_preprocessor._non_blocking = True
         self.student = model
         cast_numpy_scalars(self.student)
         self.register_load_state_dict_pre_hook(load_plain_student_hook)

@@ -285,3 +285,14 @@ def test_user_subclass_of_base():
             return dict(feats_s=self.features(inputs)[-1].mean(1))
 
     assert MeanFeatureDistiller.loss is BaseDistiller.loss
+
+
+def test_batches_go_to_the_device_without_blocking(tiny_vit):
+    """mmpretrain's preprocessor copies each image and label with a wait
+    for the GPU; the distiller's does not wait (the student's own module,
+    shared)."""
+    from mmpretrain.models import ClsDataPreprocessor
+    assert ClsDataPreprocessor()._non_blocking is False
+    model = classification(tiny_vit)
+    assert model.data_preprocessor._non_blocking is True
+    assert model.student.data_preprocessor is model.data_preprocessor
