@@ -70,7 +70,9 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.001 * 1024 / 256, momentum=0.9,
-                   weight_decay=0.0))
+                   weight_decay=0.0),
+    # Fused SGD on CUDA.
+    constructor='MergedGroupsOptimWrapperConstructor')
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=100,
          eta_min=0.0, convert_to_iter_based=True)

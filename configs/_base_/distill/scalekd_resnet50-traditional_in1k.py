@@ -24,3 +24,5 @@ model = dict(
     # 0.5 CE + 0.5 KD + the mimicking terms (configs add them).
     student_loss_weight=0.5,
 )
+# One optimizer group per distinct setting; SGD fused on CUDA.
+optim_wrapper = dict(constructor='MergedGroupsOptimWrapperConstructor')
