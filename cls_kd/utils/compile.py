@@ -7,7 +7,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ['cast_numpy_scalars', 'compile_model', 'compile_options']
+__all__ = [
+    'cast_numpy_scalars', 'compile_classifier_parts', 'compile_model',
+    'compile_options'
+]
 
 
 def cast_numpy_scalars(model: nn.Module) -> int:
@@ -53,16 +56,24 @@ def compile_model(model: nn.Module, **kwargs) -> List[str]:
     if hasattr(model, 'compile_parts'):
         return model.compile_parts(**kwargs)
     cast_numpy_scalars(model)
+    names = compile_classifier_parts(model, **kwargs)
+    if not names:
+        raise ValueError(
+            f'compile: {type(model).__name__} has no backbone, neck or head '
+            f'to compile.')
+    return names
+
+
+def compile_classifier_parts(model: nn.Module, **kwargs) -> List[str]:
+    """:meth:`torch.nn.Module.compile` the ``backbone``, ``neck`` and
+    ``head`` a model has (in place: names and state dicts unchanged);
+    returns the names of those it had (none: nothing compiled)."""
     names = []
     for name in ('backbone', 'neck', 'head'):
         part = getattr(model, name, None)
         if isinstance(part, nn.Module):
             part.compile(**kwargs)
             names.append(name)
-    if not names:
-        raise ValueError(
-            f'compile: {type(model).__name__} has no backbone, neck or head '
-            f'to compile.')
     return names
 
 

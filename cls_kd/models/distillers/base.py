@@ -11,6 +11,7 @@ from mmengine.model import BaseModel
 
 from cls_kd.registry import MODELS
 from cls_kd.utils import cast_numpy_scalars, load_plain_student_hook
+from cls_kd.utils.compile import compile_classifier_parts
 
 from ..connectors.teacher_part import TeacherAccess
 from ..taps import StopForward
@@ -221,13 +222,17 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         Returns:
             list[str]: Names of the compiled parts.
         """
-        names = []
-        parts = [(f'student.{p}', getattr(self.student, p, None))
-                 for p in ('backbone', 'neck', 'head')]
-        parts = [(n, m) for n, m in parts if isinstance(m, nn.Module)]
-        for name, module in (parts or [('student', self.student)]) + [
-                (f'connectors.{n}', m) for n, m in self.connectors.items()
-        ] + [(f'losses.{n}', m) for n, m in self.losses.items()]:
+        names = [
+            f'student.{name}'
+            for name in compile_classifier_parts(self.student, **kwargs)
+        ]
+        if not names:  # a bare backbone
+            self.student.compile(**kwargs)
+            names.append('student')
+        for name, module in [
+            *((f'connectors.{n}', m) for n, m in self.connectors.items()),
+            *((f'losses.{n}', m) for n, m in self.losses.items()),
+        ]:
             module.compile(**kwargs)
             names.append(name)
         for name, teacher in self.teachers.items():
@@ -289,8 +294,8 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         taps.enable(record=record)
         try:
             with torch.no_grad():
-                out = (compiled[read_output] if compiled is not None else
-                       partial(teacher_forward, teacher))(x)
+                out = (compiled[read_output](x) if compiled is not None
+                       else teacher_forward(teacher, x))
         except StopForward:
             pass
         finally:
