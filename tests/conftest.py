@@ -22,6 +22,12 @@ def load_tool(path: str):
 
 
 @pytest.fixture(scope='session')
+def tool_loader():
+    """``load_tool`` as a fixture: tests cannot import conftest."""
+    return load_tool
+
+
+@pytest.fixture(scope='session')
 def benchmark_tool():
     """``tools/analysis/benchmark.py`` as a module."""
     return load_tool('tools/analysis/benchmark.py')
