@@ -4,6 +4,8 @@
 #   make vitkd-digits  ViTKD / NKD / both vs. baseline on digits, 3 seeds
 #   make attndistill-digits  label-free AttnDistill on digits (k-NN), 3 seeds
 #   make scalekd-digits  ScaleKD vs KD vs alone, CNN and Mixer students, 3 seeds
+#   make scalekd-sweep-digits  ScaleKD's mimicking weights x 1 / 0.1 / 0, CNN
+#   make scalekd-width-digits  ScaleKD vs KD vs alone, a 4x wider CNN student
 #   make dearkd-digits   DearKD vs token KD vs alone, all and 25 % data, 3 seeds
 #   make dearkd-p4-digits  the same with 4x4 patches (about 3x longer)
 #   make dearkd-datafree-digits  data-free DearKD students, 3 seeds
@@ -16,6 +18,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cls_kd-installed
 
 .PHONY: env demo vitkd-digits attndistill-digits scalekd-digits \
+	scalekd-sweep-digits scalekd-width-digits \
 	dearkd-digits dearkd-p4-digits dearkd-datafree-digits speed-cpu \
 	speed-gpu test lint clean
 
@@ -45,6 +48,12 @@ attndistill-digits: env
 scalekd-digits: env
 	$(PY) tools/run_digits_demo.py --experiment scalekd
 
+scalekd-sweep-digits: env
+	$(PY) tools/run_digits_demo.py --experiment scalekd-sweep --jobs 1
+
+scalekd-width-digits: env
+	$(PY) tools/run_digits_demo.py --experiment scalekd-width --jobs 1
+
 dearkd-digits: env
 	$(PY) tools/run_digits_demo.py --experiment dearkd
 
@@ -57,7 +66,7 @@ dearkd-datafree-digits: env
 # The README's speed table: benchmark.py --reference on the two pairs of the
 # speed targets, JSON in work_dirs/speed/.
 SPEED_PAIRS := vitkd-nkd:configs/vitkd/vitkd-nkd_deit3-small_deit-tiny_8xb128_in1k.py \
-	kd:configs/kd/kd_resnet34_resnet18_8xb32_in1k.py
+	kd:configs/kd/kd_resnet34_resnet18_8xb64_in1k.py
 BENCH := $(PY) tools/analysis/benchmark.py
 
 speed-cpu: env

@@ -2,9 +2,11 @@
 
     python tools/run_digits_demo.py [--experiment kd|vitkd|attndistill|scalekd|
                                                   dearkd|dearkd-p4|
-                                                  dearkd-datafree]
+                                                  dearkd-datafree|
+                                                  scalekd-sweep|scalekd-width]
                                     [--seeds 0 1 2]
-                                    [--work-dir DIR]
+                                    [--work-dir DIR] [--jobs J]
+                                    [--threads N]
 
 ``kd`` (the demo, ``make demo``): for every seed a ResNet teacher, the ViT
 student alone and with logit KD. ``vitkd`` (``make vitkd-digits``): a DeiT III
@@ -14,6 +16,10 @@ teacher, then label-free students (random init, + L_c, + L_c + L_a),
 evaluated by k-NN on their class token. ``scalekd`` (``make
 scalekd-digits``): a ViT teacher trained once, then a CNN and an
 MLP-Mixer student, each alone, + KD and + ScaleKD, for every seed.
+``scalekd-sweep`` (``make scalekd-sweep-digits``): the same teacher, then
+the CNN student alone, + KD and + ScaleKD with its mimicking weights times
+0.1 and 1; ``scalekd-width`` (``make scalekd-width-digits``): alone, + KD
+and + ScaleKD with a CNN student of 16 base channels instead of 4.
 ``dearkd`` (``make dearkd-digits``): a ResNet teacher trained once, then the
 demo's ViT alone, + logit KD through a distillation token and DearKD, on
 all and on 25 % of the training images (``dearkd-p4``: the same with 4x4
@@ -126,6 +132,37 @@ def _dearkd_experiment(student: str, vit: str, deit: str, dearkd: str,
         teacher_per_seed=False,
         work_dir=work_dir)
 
+_SKD_CNN = ('configs/scalekd/'
+            'scalekd_vit-4x64-p8_resnet18-c4_1xb64_digits.py')
+_KD_CNN = 'configs/scalekd/kd_vit-4x64-p8_resnet18-c4_1xb64_digits.py'
+_CNN16_CFG = 'configs/digits/resnet18-c16_1xb64_digits.py'
+_SKD_TEACHER = Run('teacher', 'Teacher: ViT 4x64, 40 epochs (seed 0)',
+                   'configs/digits/vit-t4-p8_1xb64_digits.py')
+
+
+def _mimic_scale(scale: float) -> Tuple[str, ...]:
+    """Options scaling ScaleKD's four mimicking weights (0.08 / 0.06 per
+    view and stage) by ``scale``."""
+    weights = (('loss_s3', 0.08), ('loss_s3_alt', 0.06), ('loss_s4', 0.08),
+               ('loss_s4_alt', 0.06))
+    return tuple(f'model.losses.{term}.loss_weight={weight * scale:g}'
+                 for term, weight in weights)
+
+
+def _cnn16(scalekd: bool) -> Tuple[str, ...]:
+    """Options widening the distilled CNN student from 4 to 16 base
+    channels (the digits ResNet teacher's width; stage 3 64 x 8 x 8, stage
+    4 128 x 4 x 4) and its ScaleKD projectors' inputs with it."""
+    opts = ('model.student.backbone.stem_channels=16',
+            'model.student.backbone.base_channels=16',
+            'model.student.head.in_channels=128')
+    if scalekd:
+        opts += tuple(f'model.connectors.{name}.in_channels={c}'
+                      for name, c in (('cap3', 64), ('cap3_alt', 64),
+                                      ('cap4', 128), ('cap4_alt', 128)))
+    return opts
+
+
 EXPERIMENTS = {
     # `make demo`: logit KD from a CNN teacher into a tiny ViT.
     'kd':
@@ -218,6 +255,38 @@ EXPERIMENTS = {
         ],
         teacher_per_seed=False,
         work_dir='work_dirs/scalekd_digits'),
+    # `make scalekd-sweep-digits`: where ScaleKD's mimicking terms stop
+    # costing the CNN student: their weights times 1 (published), 0.1 and
+    # 0 (logit KD only) (configs/scalekd/README.md, "Small-scale study").
+    'scalekd-sweep':
+    Experiment(
+        teacher=_SKD_TEACHER,
+        student_config=_CNN_CFG,
+        students=[
+            Run('cnn', 'ResNet-18 (4 ch), alone', _CNN_CFG),
+            Run('cnn_kd', '4 ch: + KD (mimicking x 0)', _KD_CNN, True),
+            Run('cnn_x0.1', '4 ch: + ScaleKD, mimicking x 0.1', _SKD_CNN,
+                True, options=_mimic_scale(0.1)),
+            Run('cnn_x1', '4 ch: + ScaleKD (published weights)', _SKD_CNN,
+                True),
+        ],
+        teacher_per_seed=False,
+        work_dir='work_dirs/scalekd_sweep_digits'),
+    # `make scalekd-width-digits`: the same with a 4x wider CNN student
+    # (16 base channels, 0.70 M parameters).
+    'scalekd-width':
+    Experiment(
+        teacher=_SKD_TEACHER,
+        student_config=_CNN16_CFG,
+        students=[
+            Run('cnn16', 'ResNet-18 (16 ch), alone', _CNN16_CFG),
+            Run('cnn16_kd', '16 ch: + KD', _KD_CNN, True,
+                options=_cnn16(False)),
+            Run('cnn16_x1', '16 ch: + ScaleKD (published weights)',
+                _SKD_CNN, True, options=_cnn16(True)),
+        ],
+        teacher_per_seed=False,
+        work_dir='work_dirs/scalekd_width_digits'),
     # `make dearkd-digits`: DearKD (MHCA + early hidden-state distillation
     # + distillation token, two stages) from a CNN teacher into the demo's
     # ViT (patch 8), against the ViT alone and the token's logit KD alone,
@@ -271,6 +340,11 @@ def parse_args(argv=None):
         default=min(2, os.cpu_count() or 1),
         help='runs trained at once (each with cpu_count / jobs threads); '
         'the tiny models use 2 cores better as 2 runs than as 1')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='threads per run (default: cpu_count / jobs)')
     parser.add_argument(
         '--epochs',
         type=int,
@@ -486,7 +560,7 @@ def main(argv=None):
     exp = EXPERIMENTS[args.experiment]
     work = osp.abspath(args.work_dir or exp.work_dir)
     jobs = max(1, args.jobs)
-    _THREADS['n'] = max(1, (os.cpu_count() or 1) // jobs)
+    _THREADS['n'] = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     teacher_seeds = args.seeds if exp.teacher_per_seed else args.seeds[:1]
     synthesised = sum(1 for s in exp.students if s.synth_config)
     progress = Progress(1 + 2 * len(teacher_seeds) +

@@ -56,9 +56,9 @@ from cls_kd.utils import resolve_config_path
 # setting) fill the rest of ``synthesis``.
 RUN_KEYS = dict(num_images=None, batch_size=None, seed=0, classes=None,
                 class_repeats=1, log_interval=100)
-SYNTHESIZER_KEYS = ('phases', 'lr', 'betas', 'eps', 'jitter', 'flip',
-                    'weights', 'adaptive_temperature', 'intra_divergence',
-                    'grayscale', 'teacher_size')
+SYNTHESIZER_KEYS = ('phases', 'lr', 'warmup_iters', 'betas', 'eps',
+                    'jitter', 'flip', 'weights', 'adaptive_temperature',
+                    'intra_divergence', 'grayscale', 'teacher_size')
 
 
 def parse_args(argv=None):

@@ -21,6 +21,7 @@ from .synthesizer import (
     DeepInversionSynthesizer,
     balanced_labels,
     batch_generator,
+    phase_lr,
 )
 
 __all__ = [
@@ -28,5 +29,5 @@ __all__ = [
     'intra_divergence_loss', 'SettingsMismatchError', 'SynthesisOutput',
     'class_folder_names', 'label_counts', 'rank_batches', 'DEFAULT_WEIGHTS',
     'BatchResult', 'DeepInversionSynthesizer', 'balanced_labels',
-    'batch_generator'
+    'batch_generator', 'phase_lr'
 ]

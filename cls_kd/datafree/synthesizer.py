@@ -33,7 +33,7 @@ from .losses import (
 
 __all__ = [
     'DEFAULT_WEIGHTS', 'balanced_labels', 'batch_generator', 'BatchResult',
-    'DeepInversionSynthesizer'
+    'DeepInversionSynthesizer', 'phase_lr'
 ]
 
 # DeepInversion's ImageNet setting; ``adaptive`` is ADI's weight.
@@ -51,6 +51,18 @@ def balanced_labels(batch_index: int, batch_size: int, num_classes: int,
     start = batch_index * batch_size
     images = torch.arange(start, start + batch_size)
     return images // class_repeats % num_classes
+
+
+def phase_lr(it: int, iters: int, lr: float, warmup_iters: int = 0) -> float:
+    """The learning rate of iteration ``it`` (from 0) of a phase of
+    ``iters``: a linear warm-up to ``lr`` over the first ``warmup_iters``
+    iterations (``lr * (it + 1) / warmup_iters``), then a cosine from ``lr``
+    to 0 over the rest, as DeepInversion's ``lr_cosine_policy``; without a
+    warm-up, a cosine over the whole phase."""
+    if it < warmup_iters:
+        return lr * (it + 1) / warmup_iters
+    span = iters - warmup_iters
+    return 0.5 * (1 + math.cos(math.pi * (it - warmup_iters) / span)) * lr
 
 
 def batch_generator(seed: int, batch_index: int) -> torch.Generator:
@@ -101,7 +113,8 @@ class DeepInversionSynthesizer:
     Each batch starts from N(0, 1) noise in the teacher's normalised input
     space and runs the ``phases`` in turn (multi-resolution: at a smaller
     ``size`` the full-size images are average-pooled before the teacher),
-    each with a fresh Adam and a cosine learning rate. Every iteration
+    each with a fresh Adam and its own learning-rate schedule (a linear
+    warm-up, then a cosine; see :func:`phase_lr`). Every iteration
     randomly rolls the images by up to ``jitter`` pixels (scaled by the
     phase's size over the final size) and flips them, then minimises
 
@@ -122,7 +135,10 @@ class DeepInversionSynthesizer:
             Defaults to False.
         phases (Sequence[dict]): ``dict(size=, iters=)`` in order; the last
             size is the image size and no size may exceed it.
-        lr (float): Adam's initial lr in each phase. Defaults to 0.25.
+        lr (float): Adam's peak lr in each phase. Defaults to 0.25.
+        warmup_iters (int): Linear warm-up at the start of each phase, in
+            iterations. Defaults to 100, as DeepInversion's code
+            (``lr_cosine_policy(lr, 100, iterations)`` per resolution).
         betas (tuple): Adam's betas. Defaults to (0.5, 0.9).
         eps (float): Adam's eps. Defaults to 1e-8.
         jitter (int): Maximal roll, in pixels of the final size. Defaults
@@ -162,6 +178,7 @@ class DeepInversionSynthesizer:
                  phases: Sequence[dict] = (dict(size=112, iters=2000),
                                            dict(size=224, iters=1000)),
                  lr: float = 0.25,
+                 warmup_iters: int = 100,
                  betas: Sequence[float] = (0.5, 0.9),
                  eps: float = 1e-8,
                  jitter: int = 30,
@@ -197,7 +214,11 @@ class DeepInversionSynthesizer:
             teacher_size)
         self.phases = [dict(size=int(p['size']), iters=int(p['iters']))
                        for p in phases]
+        if int(warmup_iters) < 0:
+            raise ValueError(f'warmup_iters must be >= 0; got '
+                             f'{warmup_iters!r}.')
         self.lr, self.betas, self.eps = lr, tuple(betas), eps
+        self.warmup_iters = int(warmup_iters)
         self.jitter, self.flip = jitter, flip
         self.weights = dict(DEFAULT_WEIGHTS, **(weights or {}))
         self.temperature = adaptive_temperature
@@ -333,7 +354,7 @@ class DeepInversionSynthesizer:
                                          eps=self.eps)
             start = time.perf_counter()
             for it in range(iters):
-                lr = 0.5 * (1 + math.cos(math.pi * it / iters)) * self.lr
+                lr = phase_lr(it, iters, self.lr, self.warmup_iters)
                 optimizer.param_groups[0]['lr'] = lr
                 inputs = self._teacher_input(
                     self._augment(x, size, generator))

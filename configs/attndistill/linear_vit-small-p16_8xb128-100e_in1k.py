@@ -1,7 +1,12 @@
-# Linear probe of a distilled ViT-S/16 backbone (DINO-style): frozen
-# backbone, its class token after the final norm -> BatchNorm (no affine
-# parameters) -> linear head; SGD momentum 0.9, no weight decay,
-# lr 0.001 x 1024 / 256, cosine over 100 epochs, RandomResizedCrop + flip.
+# Linear probe (DINO protocol) of a distilled ViT-S/16 backbone, as DINO's
+# eval_linear.py evaluates a ViT-S (facebookresearch/dino): the frozen
+# backbone's class tokens of its last 4 blocks, each through the final norm,
+# concatenated (n_last_blocks = 4, no average-pooled patch tokens) -> one
+# linear layer (no BatchNorm), N(0, 0.01) init; SGD momentum 0.9, no weight
+# decay, lr 0.001 x 1024 / 256 (8 GPUs x 128), cosine to 0 stepped per
+# epoch over 100 epochs; RandomResizedCrop 224 (bilinear, scale (0.08, 1))
+# + flip; evaluation: resize 256 (bicubic) -> center crop 224, every epoch;
+# DINO reports the best epoch's top-1 (the checkpoint hook keeps it).
 # The backbone comes from the distillation checkpoint, exported by
 #   python tools/model_converters/extract_student.py <epoch_800.pth> \
 #       checkpoints/attndistill_vit-small-p16.pth
@@ -10,26 +15,30 @@ default_scope = 'cls_kd'
 # Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
 # scope: the hook dict inherited from mmpretrain carries its scope.
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
+    checkpoint=dict(type='SafeCheckpointHook', save_best='accuracy/top1',
+                    rule='greater', _scope_='cls_kd'))
 
+n_last_blocks = 4
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='VisionTransformer',
+        type='DINOVisionTransformer',
         arch='deit-small',
         img_size=224,
         patch_size=16,
-        out_type='cls_token',
+        out_indices=tuple(range(12 - n_last_blocks, 12)),
+        out_type='raw',
         frozen_stages=12,
         init_cfg=dict(type='Pretrained',
                       checkpoint='checkpoints/attndistill_vit-small-p16.pth')),
-    neck=dict(type='ClsBatchNormNeck', input_features=384),
+    neck=None,
     head=dict(
-        type='LinearClsHead',
+        type='DINOLinearClsHead',
         num_classes=1000,
-        in_channels=384,
+        in_channels=384 * n_last_blocks,
+        avgpool_patchtokens=False,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        init_cfg=dict(type='TruncNormal', layer='Linear', std=0.01)))
+        init_cfg=dict(type='Normal', layer='Linear', std=0.01)))
 
 data_preprocessor = dict(
     num_classes=1000,
@@ -39,7 +48,7 @@ data_preprocessor = dict(
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow',
-         interpolation='bicubic'),
+         interpolation='bilinear'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
@@ -58,7 +67,7 @@ train_dataloader = dict(
                  pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
-    batch_size=256,
+    batch_size=128,
     num_workers=10,
     persistent_workers=True,
     dataset=dict(type='ImageNet', data_root='data/imagenet', split='val',
@@ -73,11 +82,12 @@ optim_wrapper = dict(
                    weight_decay=0.0),
     # Fused SGD on CUDA.
     constructor='MergedGroupsOptimWrapperConstructor')
+# Stepped once per epoch, as DINO's torch CosineAnnealingLR(T_max=epochs).
 param_scheduler = [
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=100,
-         eta_min=0.0, convert_to_iter_based=True)
+         eta_min=0.0)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=10)
+train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=1024)

@@ -1,5 +1,9 @@
 # ScaleKD: Swin-L (ImageNet-21k -> 1k, 224 px) -> ResNet-50, advanced recipe
-# (300 epochs, Lamb, batch 2048 = 8 GPUs x 256, BCE; see the frame).
+# (300 epochs, Lamb, batch 2048 = 8 GPUs x 256, BCE; see the frame), as
+# deep-optimization/ScaleKD's configs/distillers/advanced_training_strategy/
+# swin-l_distill_res50_img_s3_s4.py. Its student is ResNetV1d-50 (the
+# frame's); `model.student.backbone.type='ResNet'` trains the plain
+# ResNet-50 whose size the paper reports.
 _base_ = [
     '../_base_/distill/scalekd_cnn-advanced_in1k.py',
     '../_base_/teachers/swin-large_in21k-pre_in1k.py',

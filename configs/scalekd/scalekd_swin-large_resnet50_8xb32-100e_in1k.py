@@ -1,7 +1,9 @@
 # ScaleKD: Swin-L (ImageNet-21k -> 1k, 224 px) -> ResNet-50, traditional
-# recipe (mmpretrain's ResNet-50: 100 epochs, SGD lr 0.1, batch 256 = 8 GPUs
-# x 32; see the frame). Teacher-scaling row with the Swin-S and Swin-B
-# configs.
+# recipe (100 epochs, SGD lr 0.1, batch 256 = 8 GPUs x 32, SyncBN, teacher
+# in train mode; see the frame). Published as
+# configs/distillers/traditional_traning_strategy/
+# swin-l_distill_res50_img_s3_s4.py; teacher-scaling row with the Swin-S and
+# Swin-B configs.
 _base_ = [
     '../_base_/distill/scalekd_resnet50-traditional_in1k.py',
     '../_base_/teachers/swin-large_in21k-pre_in1k.py',
@@ -12,6 +14,8 @@ model = dict(
     # Stage 3 (1024x14x14) and stage 4 (2048x7x7).
     taps=dict(
         s_s3=dict(path='backbone.layer3'), s_s4=dict(path='backbone.layer4')),
+    # The ResNet-50 presets: 16 heads onto Swin-L's 768 channels at stage 3,
+    # 24 onto its 1536 at the end, gamma 5 (as published).
     connectors=dict(
         tpp={{_base_.scalekd_tpp_swin}},
         cap3=dict(type='CrossAttentionProjector', arch='resnet50-s3'),
@@ -20,5 +24,6 @@ model = dict(
                   learnable_query=False),
         cap4_alt=dict(type='CrossAttentionProjector', arch='resnet50-s4',
                       learnable_query=False)),
+    # 0.5 CE + 0.5 KD + alpha_sp 0.08 / alpha_fr 0.06 at both stages.
     losses={{_base_.scalekd_losses}},
 )

@@ -21,7 +21,8 @@ CONFIGS = sorted(
 DIGITS = [c for c in CONFIGS if c.endswith('_digits.py')]
 # Built (with more checks) by test_scalekd_configs.py: big models, built once.
 BUILT_ELSEWHERE = {
-    c for c in CONFIGS if c.startswith('configs/scalekd/') and 'in1k' in c
+    c for c in CONFIGS
+    if c.startswith('configs/scalekd/scalekd_') and 'in1k' in c
 }
 
 with open(osp.join(ROOT, 'tests', 'data',
@@ -45,7 +46,7 @@ def test_configs_found():
     assert set(KEYS_BEFORE_CORE_V2) <= set(DIGITS)
     assert len(DIGITS) >= 4 and len(CONFIGS) > len(DIGITS)
     for method in ('kd', 'dkd', 'nkd', 'deit', 'vitkd', 'scalekd',
-                   'dearkd'):
+                   'dearkd', 'attndistill', 'dist', 'funmatch'):
         assert any(c.startswith(f'configs/{method}/') and 'in1k' in c
                    for c in CONFIGS), method
         assert osp.exists(osp.join(ROOT, 'configs', method, 'README.md'))

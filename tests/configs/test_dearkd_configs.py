@@ -18,9 +18,12 @@ from cls_kd.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IN1K = sorted(
-    osp.basename(p)
-    for p in glob.glob(osp.join(ROOT, 'configs', 'dearkd', '*in1k*.py')))
+    osp.basename(p) for p in glob.glob(
+        osp.join(ROOT, 'configs', 'dearkd', 'dearkd_*in1k*.py')))
+# One config per width is built here (the others differ in data only).
+WIDTHS = [c for c in IN1K if c.endswith('_in1k.py')]
 WIDTH = dict(tiny=192, small=384, base=768)
+FRACTION = {'-10pct': 0.1, '-25pct': 0.25, '-50pct': 0.5}
 
 cls_kd.register_all_modules()
 
@@ -96,12 +99,17 @@ def test_every_in1k_config_is_there():
     assert IN1K == [
         'dearkd_regnety-160_deit-base_16xb64_in1k.py',
         'dearkd_regnety-160_deit-small_4xb256_in1k.py',
+        'dearkd_regnety-160_deit-tiny_4xb256_in1k-10pct.py',
+        'dearkd_regnety-160_deit-tiny_4xb256_in1k-25pct.py',
         'dearkd_regnety-160_deit-tiny_4xb256_in1k-50pct.py',
         'dearkd_regnety-160_deit-tiny_4xb256_in1k.py',
     ]
+    for name in ('datafree', 'datafree-deepinversion', 'datafree-adi'):
+        assert osp.isfile(osp.join(ROOT, 'configs', 'dearkd',
+                                   f'dearkd_regnety-160_deit-tiny_4xb256_'
+                                   f'{name}.py'))
     assert osp.isfile(osp.join(ROOT, 'configs', 'dearkd',
-                               'dearkd_regnety-160_deit-tiny_4xb256_'
-                               'datafree.py'))
+                               'mhca_deit-tiny_4xb256_in1k.py'))
 
 
 @pytest.mark.parametrize('config', IN1K)
@@ -138,9 +146,11 @@ def test_config_facts(config):
         dict(distill=False, student_loss_weight=1.0)
     ]
     train_set = cfg.train_dataloader.dataset
-    if config.endswith('-50pct.py'):
-        assert (train_set.type, train_set.fraction,
-                train_set.seed) == ('SubsetDataset', 0.5, 0)
+    fraction = FRACTION.get(config[-len('-10pct.py'):-len('.py')])
+    if fraction is not None:
+        assert (train_set.type, train_set.fraction, train_set.seed,
+                train_set.get('per_class', True)) == ('SubsetDataset',
+                                                      fraction, 0, True)
         assert train_set.dataset.type == 'ImageNet'
     else:
         assert train_set.type == 'ImageNet'
@@ -148,7 +158,56 @@ def test_config_facts(config):
         config.split('_')[3].split('xb')[0]) == 1024
 
 
-@pytest.mark.parametrize('config', IN1K[:2] + IN1K[3:])
+@pytest.mark.parametrize('name,root', [
+    ('datafree', 'data/dearkd_synth_in1k'),
+    ('datafree-deepinversion', 'data/deepinversion_in1k'),
+    ('datafree-adi', 'data/adi_in1k'),
+])
+def test_datafree_configs_read_their_synthesis_output(name, root):
+    """Each data-free row trains on the folder its synthesis config's
+    command writes (the command in the config's header), with the
+    training pipeline of the real-data config."""
+    cfg = _load(f'dearkd_regnety-160_deit-tiny_4xb256_{name}.py')
+    dataset = cfg.train_dataloader.dataset
+    assert (dataset.type, dataset.data_root,
+            dataset.data_prefix) == ('CustomDataset', root, 'train')
+    real = _load('dearkd_regnety-160_deit-tiny_4xb256_in1k.py')
+    assert dataset.pipeline == real.train_dataloader.dataset.pipeline
+    with open(osp.join(ROOT, 'configs', 'dearkd',
+                       f'dearkd_regnety-160_deit-tiny_4xb256_{name}.py')) as f:
+        header = f.read()
+    assert f'--out {root}' in header
+    synthesis = {
+        'datafree': 'deepinversion-intra-div_regnety-160_in1k.py',
+        'datafree-deepinversion': 'deepinversion_regnety-160_in1k.py',
+        'datafree-adi': 'adi_regnety-160_in1k.py',
+    }[name]
+    assert f'synthesis/{synthesis}' in header
+
+
+def test_mhca_alone_is_the_student_without_distillation():
+    """The MHCA-alone row: the DearKD-Ti student's backbone (MHCA in
+    blocks 0-3) without a distillation token, teacher or hidden loss, at the
+    same recipe."""
+    cfg = _load('mhca_deit-tiny_4xb256_in1k.py')
+    dearkd = _load('dearkd_regnety-160_deit-tiny_4xb256_in1k.py')
+    assert cfg.model.type == 'ImageClassifier'
+    backbone = cfg.model.backbone
+    assert backbone.type == 'MHCAVisionTransformer'
+    ours = dict(backbone, type=None)
+    theirs = dict(dearkd.model.student.backbone, type=None)
+    assert ours == theirs
+    model = MODELS.build(cfg.model)
+    kinds = [type(layer.attn).__name__ for layer in model.backbone.layers]
+    assert kinds[:4] == ['MultiheadConvAttention'] * 4
+    assert 'MultiheadConvAttention' not in kinds[4:]
+    assert not hasattr(model.backbone, 'dist_token')
+    for key in ('optim_wrapper', 'param_scheduler', 'train_dataloader',
+                'train_cfg'):
+        assert cfg[key] == dearkd[key], key
+
+
+@pytest.mark.parametrize('config', WIDTHS)
 def test_built_model(config):
     """Real size, random teacher: the dry run's tap shapes, and the
     aligners are the only trainable parameters besides the student's."""

@@ -1,12 +1,19 @@
 """DeepInversionSynthesizer on a tiny conv-BN classifier: phases, pixel
-range, channel order, the optional terms, a teacher left untouched."""
+range, channel order, the optional terms, a teacher left untouched, the
+learning-rate schedule."""
+import inspect
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cls_kd.datafree import DeepInversionSynthesizer, batch_generator
+from cls_kd.datafree import (
+    DeepInversionSynthesizer,
+    batch_generator,
+    phase_lr,
+)
 
 
 class TinyClassifier(nn.Module):
@@ -144,3 +151,42 @@ def test_teacher_size_shows_resized_images_and_writes_small_ones():
     expected = F.interpolate((pixels - mean) / std, size=16, mode='bicubic',
                              align_corners=False)
     torch.testing.assert_close(teacher.last_input, expected)
+
+
+def test_phase_lr_is_deepinversions_warmup_then_cosine():
+    """DeepInversion's lr_cosine_policy(0.25, 100, 2000), computed by hand:
+    lr (it + 1) / 100 for it < 100, then 0.125 (1 + cos(pi (it - 100) /
+    1900))."""
+    assert phase_lr(0, 2000, 0.25, 100) == pytest.approx(0.0025)
+    assert phase_lr(49, 2000, 0.25, 100) == pytest.approx(0.125)
+    assert phase_lr(99, 2000, 0.25, 100) == pytest.approx(0.25)
+    assert phase_lr(100, 2000, 0.25, 100) == pytest.approx(0.25)
+    assert phase_lr(1050, 2000, 0.25, 100) == pytest.approx(0.125)
+    assert phase_lr(1999, 2000, 0.25, 100) == pytest.approx(
+        0.125 * (1 + np.cos(np.pi * 1899 / 1900)))
+    # Without a warm-up: a cosine over the whole phase.
+    assert phase_lr(0, 80, 0.25) == pytest.approx(0.25)
+    assert phase_lr(40, 80, 0.25) == pytest.approx(0.125)
+
+
+def test_every_phase_warms_up_then_decays():
+    """The lr each iteration used (from the log lines): a 2-iteration
+    warm-up, then the cosine, restarted in each phase."""
+    lines = []
+    synthesizer = DeepInversionSynthesizer(
+        _frozen(TinyClassifier()), MEAN, STD, lr=0.25, warmup_iters=2,
+        phases=[dict(size=4, iters=4), dict(size=8, iters=4)], jitter=0,
+        log_interval=1, log=lines.append)
+    synthesizer.synthesize(LABELS, batch_generator(0, 0))
+    synthesizer.close()
+    used = [float(line.split(' lr ')[1].split()[0]) for line in lines]
+    assert used == [0.125, 0.25, 0.25, 0.125] * 2
+    with pytest.raises(ValueError, match='warmup_iters'):
+        DeepInversionSynthesizer(_frozen(TinyClassifier()), MEAN, STD,
+                                 warmup_iters=-1)
+
+
+def test_default_warmup_is_deepinversions():
+    """100 iterations, as NVlabs/DeepInversion deepinversion.py:248."""
+    signature = inspect.signature(DeepInversionSynthesizer)
+    assert signature.parameters['warmup_iters'].default == 100

@@ -20,6 +20,7 @@ from cls_kd.datafree import (
     class_folder_names,
     rank_batches,
 )
+from cls_kd.models.distillers.teacher import build_teacher
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'dearkd', 'synthesis',
@@ -207,6 +208,7 @@ def test_relative_teacher_config_is_found_from_anywhere(tmp_path,
 @pytest.mark.parametrize('name', [
     'deepinversion_regnety-160_in1k.py',
     'deepinversion-intra-div_regnety-160_in1k.py',
+    'adi_regnety-160_in1k.py',
     'deepinversion_resnet18-c16_digits.py',
     'deepinversion-intra-div_resnet18-c16_digits.py'
 ])
@@ -219,6 +221,9 @@ def test_synthesis_configs_load(name):
     assert settings['teacher_size'] == (None if 'in1k' in name else 32)
     assert settings['weights']['bn'] == 0.01
     assert settings['weights']['first_bn'] == 10
+    # DeepInversion's 100-iteration warm-up; none in the digits' short
+    # phases (the README's digits numbers).
+    assert settings['warmup_iters'] == (100 if 'in1k' in name else 0)
     if 'in1k' in name:  # the paper's setting
         assert settings['weights']['tv'] == 1e-4 and settings['jitter'] == 30
         assert settings['phases'] == [
@@ -229,6 +234,28 @@ def test_synthesis_configs_load(name):
         assert set(settings['intra_divergence']) == {
             'diversity', 'boundary', 'margin'
         }
+    # ADI: a student (DeepInversion's competitor, an ImageNet ResNet-18),
+    # weight 0.2 at T = 3; the others have none.
+    assert bool(cfg.get('student')) == name.startswith('adi')
+    if name.startswith('adi'):
+        assert settings['weights']['adaptive'] == 0.2
+        assert settings['adaptive_temperature'] == 3
+        assert cfg.student.config == (
+            'mmpretrain::resnet/resnet18_8xb32_in1k.py')
+
+
+def test_adi_student_builds_from_its_spec():
+    """The ADI config's student spec builds (random weights: no download)
+    as a frozen ResNet-18 with its ImageNet normalisation."""
+    cfg = Config.fromfile(
+        osp.join(osp.dirname(CONFIG), 'adi_regnety-160_in1k.py'))
+    spec = dict(cfg.student, checkpoint=None, random_init=True)
+    model, preprocessor = build_teacher('student', spec)
+    assert type(model.backbone).__name__ == 'ResNet'
+    assert model.backbone.depth == 18
+    assert not any(p.requires_grad for p in model.parameters())
+    assert preprocessor['mean'] == [123.675, 116.28, 103.53]
+    assert preprocessor['to_rgb'] is True
 
 
 @pytest.mark.parametrize('world_size', [1, 2, 3, 8])

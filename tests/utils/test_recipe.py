@@ -107,9 +107,9 @@ def test_distiller_reads_student_and_teachers():
 
 def test_print_recipe_diff(capsys, repo_root, tool_loader):
     tool = tool_loader('tools/analysis/print_recipe.py')
-    kd = osp.join(repo_root, 'configs/kd/kd_resnet34_resnet18_8xb32_in1k.py')
+    kd = osp.join(repo_root, 'configs/kd/kd_resnet34_resnet18_8xb64_in1k.py')
     dkd = osp.join(repo_root,
-                   'configs/dkd/dkd_resnet34_resnet18_8xb32_in1k.py')
+                   'configs/dkd/dkd_resnet34_resnet18_8xb64_in1k.py')
     assert tool.main([kd, '--diff', dkd]) == 0
     out = capsys.readouterr().out
     assert 'loss.loss_kd.type' in out and 'loss.loss_dkd.type' in out

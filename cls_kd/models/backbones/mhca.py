@@ -28,6 +28,8 @@ from mmpretrain.models.utils import MultiheadAttention
 
 from cls_kd.registry import MODELS
 
+from .vit_init import TimmInitMixin
+
 __all__ = [
     'MultiheadConvAttention', 'MHCAVisionTransformer',
     'MHCADistilledVisionTransformer', 'grid_offsets', 'kernel_offsets'
@@ -273,13 +275,17 @@ class MHCABackboneMixin:
 
 
 @MODELS.register_module()
-class MHCAVisionTransformer(MHCABackboneMixin, VisionTransformer):
+class MHCAVisionTransformer(MHCABackboneMixin, TimmInitMixin,
+                            VisionTransformer):
     """mmpretrain's ``VisionTransformer`` with MHCA in its first blocks
     (DearKD, CVPR 2022).
 
     Takes ``VisionTransformer``'s arguments plus ``mhca_layers`` and
-    ``mhca_cfg`` (see :class:`MHCABackboneMixin`). Its state dict is
-    mmpretrain's plus ``layers.{i}.attn.pos_proj.weight``,
+    ``mhca_cfg`` (see :class:`MHCABackboneMixin`) and ``init_style``
+    (``'mmpretrain'``, the default, or ``'timm'``: DeiT's code's
+    initialisation, MHCA's local init kept; see
+    :class:`~cls_kd.models.backbones.vit_init.TimmInitMixin`). Its state
+    dict is mmpretrain's plus ``layers.{i}.attn.pos_proj.weight``,
     ``layers.{i}.attn.pos_proj.bias`` and ``layers.{i}.attn.gating`` for
     ``i < mhca_layers``. mmpretrain's ``deit-*`` archs have 3, 6 or 12
     heads, which start as the most central offsets of a 2x2, 3x3 or 4x4
@@ -288,7 +294,7 @@ class MHCAVisionTransformer(MHCABackboneMixin, VisionTransformer):
 
 
 @MODELS.register_module()
-class MHCADistilledVisionTransformer(MHCABackboneMixin,
+class MHCADistilledVisionTransformer(MHCABackboneMixin, TimmInitMixin,
                                      DistilledVisionTransformer):
     """mmpretrain's ``DistilledVisionTransformer`` (DeiT with a
     distillation token) with MHCA in its first blocks, as DearKD trains it.

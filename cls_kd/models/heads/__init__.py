@@ -1,3 +1,4 @@
 from .deit_distill_head import DeiTDistillHead
+from .dino_linear_head import DINOLinearClsHead
 
-__all__ = ['DeiTDistillHead']
+__all__ = ['DINOLinearClsHead', 'DeiTDistillHead']

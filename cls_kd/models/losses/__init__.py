@@ -14,6 +14,7 @@ from .cnn_feature import (
     channel_wise_divergence_loss,
 )
 from .deit import DeiTDistillLoss, deit_hard_loss, deit_soft_loss
+from .dist import DISTLoss, dist_loss
 from .dkd import DKDLoss, dkd_loss
 from .feature import (
     FeatureCosineLoss,
@@ -38,6 +39,7 @@ __all__ = [
     'AttnDistillAlignLoss',
     'AttnDistillAttentionLoss',
     'ChannelWiseDivergenceLoss',
+    'DISTLoss',
     'DKDLoss',
     'DeiTDistillLoss',
     'DualViewMimicLoss',
@@ -56,6 +58,7 @@ __all__ = [
     'channel_wise_divergence_loss',
     'deit_hard_loss',
     'deit_soft_loss',
+    'dist_loss',
     'dkd_loss',
     'dual_view_mimic_loss',
     'feature_cosine_loss',

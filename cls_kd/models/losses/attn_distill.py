@@ -20,7 +20,7 @@ from .utils import check_positive
 
 __all__ = [
     'AttnDistillAlignLoss', 'AttnDistillAttentionLoss', 'aggregate_heads',
-    'attn_distill_align_loss', 'attn_distill_attention_loss',
+    'attn_distill_align_loss', 'attn_distill_attention_loss', 'nan_rows',
     'resize_attention_row'
 ]
 
@@ -33,20 +33,25 @@ def attn_distill_align_loss(preds: Tensor, targets: Tensor) -> Tensor:
 
 def resize_attention_row(attn: Tensor,
                          num_patches: int,
-                         min_value: Optional[float] = None) -> Tensor:
+                         min_value: Optional[float] = None,
+                         aggregate: bool = False) -> Tensor:
     """Resample CLS-query attention rows to another square patch grid.
 
     The CLS entry c is kept; the patch part, laid out on its √N×√N grid, is
     resized bicubically (``align_corners=False``) to the √M×√M grid and
-    scaled to sum to 1 − c. Bicubic resampling overshoots below zero next
-    to a peak; with ``min_value`` the resampled part is first clamped to at
-    least ``min_value``, so every entry of the result is positive.
+    scaled to sum to 1 − c, as the published code does. With ``min_value``,
+    the rows that would make the published loss NaN (:func:`nan_rows`, which
+    depends on ``aggregate``) instead have their resampled patch part
+    clamped to ≥ ``min_value`` before the scaling; the other rows are
+    unchanged.
 
     Args:
         attn (Tensor): (B, H, 1 + N) rows, CLS entry first.
         num_patches (int): M, the patch count of the new grid.
-        min_value (float, optional): Lower bound of the resampled patch part
-            before the scaling. Defaults to None (unbounded, as published).
+        min_value (float, optional): Lower bound of a guarded row's patch
+            part. Defaults to None (no guard: the published rows).
+        aggregate (bool): Whether the heads are aggregated next (what makes
+            a negative entry NaN). Defaults to False.
 
     Returns:
         Tensor: (B, H, 1 + M).
@@ -61,10 +66,27 @@ def resize_attention_row(attn: Tensor,
     patch = attn[..., 1:].reshape(B, H, *src)
     patch = F.interpolate(patch, size=dst, mode='bicubic',
                           align_corners=False).flatten(2)  # B, H, M
+    rows = patch * ((1 - cls) / patch.sum(-1, keepdim=True))
     if min_value is not None:
-        patch = patch.clamp(min=min_value)
-    patch = patch * ((1 - cls) / patch.sum(-1, keepdim=True))
-    return torch.cat([cls, patch], dim=-1)
+        safe = patch.clamp(min=min_value)
+        safe = safe * ((1 - cls) / safe.sum(-1, keepdim=True))
+        rows = torch.where(nan_rows(rows, aggregate), safe, rows)
+    return torch.cat([cls, rows], dim=-1)
+
+
+def nan_rows(rows: Tensor, aggregate: bool) -> Tensor:
+    """Bool (B, H, 1) mask of the resampled teacher rows (B, H, L) that
+    make the published loss NaN: a NaN entry; and, when the heads are
+    aggregated (log of each entry), a negative or infinite one as well.
+
+    Bicubic resampling of a peaky row overshoots below zero next to the
+    peak; without aggregation the final clamp lifts such entries and the
+    published loss stays finite, so only aggregation needs them guarded.
+    """
+    bad = rows.isnan()
+    if aggregate:
+        bad = bad | (rows < 0) | rows.isinf()
+    return bad.any(-1, keepdim=True)
 
 
 def aggregate_heads(attn: Tensor, tau: float) -> Tensor:
@@ -88,19 +110,23 @@ def attn_distill_attention_loss(attn_s: Tensor,
     heads and tokens and divided by the batch size; in float32, the teacher
     a constant.
 
-    Steps: (1) a teacher row of another length is resampled to the
-    student's grid (:func:`resize_attention_row`; with ``safe_resize`` its
-    patch part is clamped to ≥ ``clamp[0]`` before the rescaling);
+    Steps, as the published code: (1) a teacher row of another length is
+    resampled to the student's grid (:func:`resize_attention_row`);
     (2) if aggregating, both models' heads become one row
     (:func:`aggregate_heads`); (3) both are clamped to ``clamp`` and
-    renormalised to rows summing to 1.
+    renormalised to rows summing to 1. With ``safe_resize``, a resampled
+    teacher row that would make the published loss NaN (:func:`nan_rows`)
+    has its patch part clamped to ≥ ``clamp[0]`` before the rescaling; every
+    other row, hence every loss the published code computes as a finite
+    number, is left as published.
 
     Args:
         attn_s (Tensor): Student rows, (B, H_s, 1 + N_s).
         attn_t (Tensor): Teacher rows, (B, H_t, 1 + N_t).
         tau (float): Temperature τ of the head aggregation.
         clamp (tuple[float]): (low, high) bounds of the probabilities.
-        safe_resize (bool): Clamp the resampled teacher patch part.
+        safe_resize (bool): Guard the resampled teacher rows that would be
+            NaN.
         aggregate (bool, optional): Aggregate heads; None for "when the
             head counts differ".
 
@@ -109,11 +135,12 @@ def attn_distill_attention_loss(attn_s: Tensor,
     """
     attn_s = attn_s.float()
     attn_t = attn_t.detach().float()
-    if attn_t.shape[-1] != attn_s.shape[-1]:
-        attn_t = resize_attention_row(attn_t, attn_s.shape[-1] - 1,
-                                      clamp[0] if safe_resize else None)
     if aggregate is None:
         aggregate = attn_s.shape[1] != attn_t.shape[1]
+    if attn_t.shape[-1] != attn_s.shape[-1]:
+        attn_t = resize_attention_row(attn_t, attn_s.shape[-1] - 1,
+                                      clamp[0] if safe_resize else None,
+                                      aggregate)
     if aggregate:
         attn_s = aggregate_heads(attn_s, tau)
         attn_t = aggregate_heads(attn_t, tau)
@@ -202,14 +229,14 @@ class AttnDistillAttentionLoss(nn.Module):
     Both sides are then clamped to ``clamp`` and renormalised, and the loss
     is KL(teacher ‖ student) summed over heads and tokens, divided by B.
 
-    ``safe_resize``: bicubic resampling of a peaky teacher row gives
-    negative entries, and the published code then takes their logarithm in
-    the head aggregation (NaN). By default the resampled patch part is
-    clamped to ≥ ``clamp[0]`` before it is rescaled to sum to 1 − c (c the
-    teacher's CLS entry), which keeps every case finite. It changes nothing
-    when no resampling happens, and nothing else where the resampled row has
-    no entry below ``clamp[0]``. ``safe_resize=False`` is the published
-    behaviour.
+    ``safe_resize`` (on by default) only acts where the published code
+    gives NaN: bicubic resampling of a peaky teacher row overshoots below
+    zero next to the peak, and with head aggregation the published code
+    takes the log of those entries. Only such rows (and rows with a NaN
+    entry) get their resampled patch part clamped to ≥ ``clamp[0]`` before
+    it is rescaled to sum to 1 − c (c the teacher's CLS entry). Wherever the
+    published loss is finite — in particular every resize without
+    aggregation, DINO ViT-S/8 → ViT-S/16 — the loss is the published one.
 
     Args:
         loss_weight (float): Weight of the loss. Defaults to 0.1 (the
@@ -217,8 +244,9 @@ class AttnDistillAttentionLoss(nn.Module):
         tau (float): Temperature τ of the head aggregation. Defaults to 10.
         clamp (tuple[float]): (low, high) bounds of the probabilities,
             0 < low < high ≤ 1. Defaults to (1e-5, 0.996).
-        safe_resize (bool): Clamp the resampled teacher patch part to
-            ≥ ``clamp[0]`` before rescaling it. Defaults to True.
+        safe_resize (bool): Clamp the resampled patch part of the teacher
+            rows that would make the published loss NaN, and only those.
+            Defaults to True.
         aggregate (bool, optional): Aggregate the heads: None does it when
             the head counts differ (the paper's pairs), True always, False
             never (then the head counts must match). Defaults to None.

@@ -1,14 +1,21 @@
-# AttnDistill's ImageNet-1k frame (label-free): the paper's recipe and
-# wiring for 12-block mmpretrain ViTs. Children set the student, the teacher
-# (converted DINO / Mugs weights, see configs/attndistill/README.md) and the
-# projector's widths.
+# AttnDistill's ImageNet-1k frame (label-free), as the authors' released
+# scripts train (wangkai930418/attndistill: dino_teacher.sh, mugs_teacher.sh,
+# dino_transfer.py, engine/engine_dino_transfer.py; pinned value by value by
+# tests/configs/test_attndistill_recipe.py). Children set the student (a
+# DINO-initialised ViT), the teacher (converted DINO / Mugs weights, see
+# configs/attndistill/README.md), the projector's widths and the attention
+# case (resize or head aggregation).
 #   data     ImageNet train read without labels, one view:
-#            RandomResizedCrop 224, scale (0.2, 1), bicubic + flip.
+#            RandomResizedCrop 224, scale (0.2, 1), bicubic + flip; the last
+#            incomplete batch dropped.
 #   schedule 800 epochs, 40 linear warm-up epochs, then cosine to 0 per
 #            iteration; AdamW betas (0.9, 0.95), wd 0.05, none on 1-D
-#            parameters and biases; effective batch 4096 = 8 GPUs x 128 x 4
-#            accumulated steps, lr 1.5e-4 x 4096 / 256; AMP; non-finite
-#            steps skipped on every rank.
+#            parameters and biases (class token and position embedding are
+#            decayed); no gradient clipping; global batch 4096 = 8 GPUs x 128
+#            x 4 accumulated steps (the scripts derive the accumulation from
+#            the GPU count), lr 1.5e-4 x 4096 / 256; AMP (fp16, dynamic loss
+#            scale); non-finite steps skipped.
+#   teacher  eval mode, frozen (as the official code: see model.teacher).
 #   eval     k-NN (k = 20, T = 0.07) on the student's class token after its
 #            final norm, bank = the labelled train split.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
@@ -37,6 +44,7 @@ train_dataloader = dict(
     batch_size=128,
     num_workers=10,
     persistent_workers=True,
+    drop_last=True,
     dataset=dict(type='ImageNet', data_root='data/imagenet', split='train',
                  with_label=False, pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
@@ -64,6 +72,10 @@ test_evaluator = val_evaluator
 attn_row = dict(type='attn_probs', query='cls')
 model = dict(
     type='LabelFreeDistiller',
+    # Eval mode for the whole run, as the official code: freeze_model() puts
+    # the teacher in eval mode (util/misc.py:16-20) and the epoch loop only
+    # calls student_model.train(True) (engine/engine_dino_transfer.py:21).
+    teacher=dict(train_mode=False),
     # The student's class token leaves the last block (before the backbone's
     # final norm) through the projector; the teacher's is taken after its
     # final norm. Attention: the class-token row of the last block.

@@ -18,6 +18,15 @@
 # cap3=..., cap3_alt=..., cap4=..., cap4_alt=...)) with the projectors'
 # presets or widths written out (a `{{_base_.x}}` value cannot be edited in
 # the child, so the projectors are spelled per config).
+#
+# Teacher mode. The published distiller (deep-optimization/ScaleKD@478a7db,
+# mmcls/models/classifiers/distiller.py:54-58) calls `teacher.eval()` once
+# when it is built and keeps the teacher as a sub-module without overriding
+# `train()`, so the runner's `model.train()` at every epoch puts the teacher
+# in train mode: its drop-path is active in the targets, the logits and the
+# TPP stage. The paper configs reproduce this with the teacher spec's
+# `train_mode=True` (set in the recipe frames); cls_kd's default for any
+# other config is a teacher in eval mode.
 scalekd_tpp_swin = dict(
     type='TeacherPart', runner=dict(type='SwinStageRunner', stage=-1))
 # ViT teachers: the last 2 blocks and the final norm (if the backbone has
@@ -26,6 +35,13 @@ scalekd_tpp_swin = dict(
 scalekd_tpp_vit = dict(
     type='TeacherPart',
     runner=dict(type='ViTBlocksRunner', start=-2, add_prefix=True))
+# EVA-L/14 teacher of the paper configs: its last 2 blocks on the projected
+# patch tokens alone, no class token and no norm (BEiTViT normalises after
+# pooling), as the published `BEiT.forward_specific_stage(x, 4)`
+# (mmcls/models/backbones/beit.py:533-554 at 478a7db).
+scalekd_tpp_eva = dict(
+    type='TeacherPart',
+    runner=dict(type='ViTBlocksRunner', start=-2, add_prefix=False))
 scalekd_losses = dict(
     loss_s3=dict(
         type='DualViewMimicLoss', view='spatial', loss_weight=0.08,

@@ -1,8 +1,9 @@
 # DeepInversion from the RegNetY-16GF ImageNet teacher (DeiT's teacher),
 # with the paper's setting: from N(0, 1) noise, 2k iterations at 112 px then
-# 1k at 224 px, Adam(lr 0.25, betas (0.5, 0.9)) with a cosine lr per phase,
-# +-30 px jitter and flips, CE + 1e-4 TV-L2 + 1e-5 L2 + 0.01 BN statistics
-# (x10 on the first BN layer).
+# 1k at 224 px, Adam(lr 0.25, betas (0.5, 0.9)) with a 100-iteration warm-up
+# and a cosine lr per phase (DeepInversion's code), +-30 px jitter and
+# flips, CE + 1e-4 TV-L2 + 1e-5 L2 + 0.01 BN statistics (x10 on the first
+# BN layer).
 #
 # 100 images per class (100k images, 782 batches of 128, 3000 teacher
 # forward/backward passes each; not timed yet): spread it over GPUs:
@@ -30,6 +31,9 @@ synthesis = dict(
     seed=0,
     phases=[dict(size=112, iters=2000), dict(size=224, iters=1000)],
     lr=0.25,
+    # DeepInversion's code: lr_cosine_policy(lr, 100, iterations), a linear
+    # warm-up over the first 100 iterations of each phase, then the cosine.
+    warmup_iters=100,
     betas=(0.5, 0.9),
     jitter=30,
     flip=True,

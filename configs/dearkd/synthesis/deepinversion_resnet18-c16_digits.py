@@ -28,6 +28,9 @@ synthesis = dict(
     phases=[dict(size=4, iters=30), dict(size=8, iters=50)],
     teacher_size=32,
     lr=0.25,
+    # No warm-up: DeepInversion's 100-iteration one is longer than these
+    # phases (the README's digits numbers were made without it).
+    warmup_iters=0,
     betas=(0.5, 0.9),
     jitter=1,
     flip=False,

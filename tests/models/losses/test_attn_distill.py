@@ -39,9 +39,12 @@ def np_softmax(v):
     return e / e.sum()
 
 
-def reference_resize(t, num_patches, low=None):
-    """The teacher rows on the student grid: torch's bicubic (the
-    definition) for the resampling, the rest per row in float64."""
+def reference_resize(t, num_patches, guard_low=None, aggregate=False):
+    """The teacher rows on the student grid, as the published code computes
+    them: torch's bicubic (the definition) for the resampling, the rescale
+    to 1 - c per row in float64. With ``guard_low``, a row the published
+    loss turns into NaN (a negative entry followed by the log of the
+    aggregation, or a NaN entry) has its resampled part clamped first."""
     B, H, L = t.shape
     src, dst = math.isqrt(L - 1), math.isqrt(num_patches)
     grid = torch.from_numpy(t[:, :, 1:].reshape(B, H, src, src))
@@ -51,10 +54,14 @@ def reference_resize(t, num_patches, low=None):
     for b in range(B):
         for h in range(H):
             c, part = t[b, h, 0], patch[b, h]
-            if low is not None:
-                part = np.maximum(part, low)
+            row = part * (1 - c) / part.sum()
+            nan = np.isnan(row).any() or (aggregate and (
+                (row < 0).any() or np.isinf(row).any()))
+            if guard_low is not None and nan:
+                part = np.maximum(part, guard_low)
+                row = part * (1 - c) / part.sum()
             out[b, h, 0] = c
-            out[b, h, 1:] = part * (1 - c) / part.sum()
+            out[b, h, 1:] = row
     return out
 
 
@@ -72,10 +79,11 @@ def reference_aggregate(a, tau):
 def reference_attention_loss(attn_s, attn_t, tau=10.0, clamp=(1e-5, 0.996),
                              safe=True, aggregate=None, loss_weight=1.0):
     s, t = attn_s.double().numpy(), attn_t.double().numpy()
-    if t.shape[2] != s.shape[2]:
-        t = reference_resize(t, s.shape[2] - 1, clamp[0] if safe else None)
     if aggregate is None:
         aggregate = s.shape[1] != t.shape[1]
+    if t.shape[2] != s.shape[2]:
+        t = reference_resize(t, s.shape[2] - 1, clamp[0] if safe else None,
+                             aggregate)
     if aggregate:
         s, t = reference_aggregate(s, tau), reference_aggregate(t, tau)
     total = 0.0
@@ -133,39 +141,135 @@ def test_clamp_range_is_configurable():
     assert not np.isclose(expected, reference_attention_loss(attn_s, attn_t))
 
 
-def test_peaky_teacher_published_is_nan_default_is_finite():
-    attn_s, attn_t = rows(2, 3, 17, seed=8), peaky_rows(2, 6, 8, seed=9)
-    # The premise: bicubic resampling overshoots below zero.
-    resampled = reference_resize(attn_t.double().numpy(), 16)
+def official_attention_loss(attn_s, attn_t, interpolate, aggregation,
+                            attn_T=10.0):
+    """The published AttnDistill attention term (weight 1), transcribed step
+    by step from wangkai930418/attndistill@5a5f4e9
+    engine/engine_dino_transfer.py:84-114 in float64 torch ops: bicubic
+    resize of the teacher patches, rescale to 1 - c, log-sum over heads and
+    softmax(/attn_T), clamp (1e-5, 0.996), L1-normalise, KL batchmean."""
+    s, t = attn_s.double(), attn_t.double()
+    B, H_t = t.shape[:2]
+    if interpolate:
+        side_t, side_s = math.isqrt(t.shape[2] - 1), math.isqrt(
+            s.shape[2] - 1)
+        t_cls = t[:, :, 0].unsqueeze(-1)
+        t_patch = F.interpolate(
+            t[:, :, 1:].reshape(B, H_t, side_t, side_t), size=side_s,
+            mode='bicubic').reshape(B, H_t, -1)
+        t_patch = t_patch * ((1 - t_cls) / t_patch.sum(-1).unsqueeze(-1))
+        t = torch.cat((t_cls, t_patch), dim=-1)
+    if aggregation:
+        s = F.softmax(s.log().sum(dim=1) / attn_T, dim=-1)
+        t = F.softmax(t.log().sum(dim=1) / attn_T, dim=-1)
+    s = F.normalize(s.clamp(min=1e-5, max=0.996), p=1, dim=-1)
+    t = F.normalize(t.clamp(min=1e-5, max=0.996), p=1, dim=-1)
+    return F.kl_div(s.log(), t, reduction='batchmean').item()
+
+
+# The released scripts: DINO ViT-S/8 -> ViT-S/16 (--interpolate, 6 heads
+# both) and Mugs ViT-B/16 -> ViT-S/16 (--aggregation, 12 -> 6 heads), on a
+# 28x28 -> 14x14 and a 14x14 grid; plus resize with aggregation, which no
+# released script runs.
+OFFICIAL_CASES = {
+    'dino s8 -> s16, smooth': ((2, 6, 197), (2, 6, 785), 'smooth', True,
+                               False),
+    'dino s8 -> s16, peaky': ((2, 6, 197), (2, 6, 785), 'peaky', True,
+                              False),
+    'mugs b16 -> s16': ((2, 6, 197), (2, 12, 197), 'smooth', False, True),
+    'mugs b16 -> s16, peaky': ((2, 6, 197), (2, 12, 197), 'peaky', False,
+                               True),
+    'resize and aggregate, smooth': ((2, 3, 17), (2, 6, 65), 'smooth', True,
+                                     True),
+}
+
+
+def teacher_rows(shape, kind, seed):
+    if kind == 'smooth':
+        return rows(*shape, seed=seed, scale=0.3)
+    return peaky_rows(shape[0], shape[1], math.isqrt(shape[2] - 1), seed)
+
+
+@pytest.mark.parametrize('case', list(OFFICIAL_CASES))
+def test_default_equals_the_official_loss_where_it_is_finite(case):
+    shape_s, shape_t, kind, interpolate, aggregation = OFFICIAL_CASES[case]
+    attn_s = rows(*shape_s, seed=30)
+    attn_t = teacher_rows(shape_t, kind, seed=31)
+    expected = official_attention_loss(attn_s, attn_t, interpolate,
+                                       aggregation)
+    assert math.isfinite(expected)
+    for safe in (True, False):
+        loss = AttnDistillAttentionLoss(1.0, safe_resize=safe)(attn_s,
+                                                               attn_t)
+        np.testing.assert_allclose(loss.item(), expected, rtol=1e-6)
+
+
+def test_resize_only_peaky_teacher_is_not_clamped_before_rescale():
+    # The case the earlier default changed (DINO ViT-S/8 -> ViT-S/16): the
+    # resampled row has negative entries, the official code rescales them
+    # as they are and only the final clamp lifts them.
+    attn_s = rows(2, 6, 197, seed=32)
+    attn_t = peaky_rows(2, 6, 28, seed=33)
+    resampled = reference_resize(attn_t.double().numpy(), 196)
     assert resampled[:, :, 1:].min() < 0
+    official = official_attention_loss(attn_s, attn_t, True, False)
+    clamped_first = attn_distill_attention_loss_clamped_first(attn_s, attn_t)
+    assert not np.isclose(official, clamped_first, rtol=1e-4)
+    loss = AttnDistillAttentionLoss(1.0)(attn_s, attn_t)
+    np.testing.assert_allclose(loss.item(), official, rtol=1e-6)
+
+
+def attn_distill_attention_loss_clamped_first(attn_s, attn_t):
+    """The earlier default: every resampled row clamped to >= 1e-5 before
+    its rescale."""
+    s, t = attn_s.double().numpy(), attn_t.double().numpy()
+    B, H, L = t.shape
+    src, dst = math.isqrt(L - 1), math.isqrt(s.shape[2] - 1)
+    patch = F.interpolate(torch.from_numpy(t[:, :, 1:]).reshape(
+        B, H, src, src), size=(dst, dst), mode='bicubic',
+        align_corners=False).reshape(B, H, -1).numpy()
+    patch = np.maximum(patch, 1e-5)
+    c = t[:, :, :1]
+    t = np.concatenate([c, patch * (1 - c) / patch.sum(-1, keepdims=True)],
+                       -1)
+    p_s = np.clip(s, 1e-5, 0.996)
+    p_t = np.clip(t, 1e-5, 0.996)
+    p_s /= p_s.sum(-1, keepdims=True)
+    p_t /= p_t.sum(-1, keepdims=True)
+    return float((p_t * (np.log(p_t) - np.log(p_s))).sum() / B)
+
+
+def test_guard_acts_only_where_the_official_loss_is_nan():
+    # Resize + aggregation of a peaky teacher: the official loss is NaN
+    # (log of a negative entry); the default is finite and equals the
+    # reference that clamps only the rows that are NaN.
+    attn_s, attn_t = rows(2, 3, 17, seed=8), peaky_rows(2, 6, 8, seed=9)
+    assert reference_resize(attn_t.double().numpy(), 16).min() < 0
+    with np.errstate(invalid='ignore'):
+        assert math.isnan(official_attention_loss(attn_s, attn_t, True,
+                                                  True))
+        assert np.isnan(
+            reference_attention_loss(attn_s, attn_t, safe=False))
     published = AttnDistillAttentionLoss(
         1.0, safe_resize=False)(attn_s, attn_t)
     assert torch.isnan(published)
-    with np.errstate(invalid='ignore'):
-        assert np.isnan(
-            reference_attention_loss(attn_s, attn_t, safe=False))
     safe = AttnDistillAttentionLoss(1.0)(attn_s, attn_t)
     assert torch.isfinite(safe)
     np.testing.assert_allclose(
         safe.item(), reference_attention_loss(attn_s, attn_t), rtol=1e-5)
+    # One sample smooth, one peaky: the smooth sample's share of the loss
+    # is the official one; the guard changes only the peaky sample.
+    smooth = rows(1, 6, 65, seed=34, scale=0.3)
+    mixed_t = torch.cat([smooth, attn_t[1:]])
+    mixed = AttnDistillAttentionLoss(1.0)(attn_s, mixed_t).item()
+    peaky_alone = AttnDistillAttentionLoss(1.0)(attn_s[1:],
+                                                attn_t[1:]).item()
+    official_smooth = official_attention_loss(attn_s[:1], smooth, True, True)
+    np.testing.assert_allclose(2 * mixed - peaky_alone, official_smooth,
+                               rtol=1e-5)
 
 
-def test_peaky_teacher_without_aggregation_differs_only_by_safe_clamp():
-    # Same heads: the published code is finite here (the final clamp lifts
-    # the negative entries), and safe_resize changes the rescaling.
-    attn_s, attn_t = rows(2, 6, 17, seed=10), peaky_rows(2, 6, 8, seed=11)
-    published = AttnDistillAttentionLoss(1.0, safe_resize=False)(attn_s,
-                                                                  attn_t)
-    safe = AttnDistillAttentionLoss(1.0)(attn_s, attn_t)
-    np.testing.assert_allclose(
-        published.item(),
-        reference_attention_loss(attn_s, attn_t, safe=False), rtol=1e-5)
-    np.testing.assert_allclose(
-        safe.item(), reference_attention_loss(attn_s, attn_t), rtol=1e-5)
-    assert not torch.allclose(safe, published)
-
-
-def test_safe_resize_changes_nothing_for_a_smooth_teacher():
+def test_guard_changes_nothing_for_a_smooth_teacher():
     attn_s = rows(2, 3, 17, seed=12)
     attn_t = rows(2, 6, 65, seed=13, scale=0.3)
     resampled = reference_resize(attn_t.double().numpy(), 16)
@@ -178,7 +282,7 @@ def test_safe_resize_changes_nothing_for_a_smooth_teacher():
 
 def test_resized_teacher_keeps_its_cls_entry_and_sums_to_one():
     attn_t = peaky_rows(2, 6, 8, seed=14)
-    out = resize_attention_row(attn_t, 16, min_value=1e-5)
+    out = resize_attention_row(attn_t, 16, min_value=1e-5, aggregate=True)
     assert out.shape == (2, 6, 17)
     torch.testing.assert_close(out[..., 0], attn_t[..., 0])
     torch.testing.assert_close(out.sum(-1), torch.ones(2, 6))
