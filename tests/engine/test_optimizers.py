@@ -127,3 +127,22 @@ def test_constructor_builds_what_with_fused_default_says(monkeypatch):
     assert wrapper.optimizer.defaults['foreach'] is False
     assert len(seen) == 1 and len(seen[0]) == 4
     assert 'foreach' not in cfg['optimizer']
+
+
+def test_rmsproptf_builds_through_mmengine_and_steps():
+    model = torch.nn.Linear(3, 2)
+    wrapper = build_optim_wrapper(model, dict(optimizer=dict(
+        type='RMSpropTF', lr=0.048, alpha=0.9, eps=1e-3, momentum=0.9,
+        weight_decay=1e-5)))
+    assert type(wrapper.optimizer).__name__ == 'RMSpropTF'
+    assert wrapper.optimizer.defaults['eps'] == 1e-3
+    before = model.weight.detach().clone()
+    loss = model(torch.ones(4, 3)).sum()
+    wrapper.update_params(loss)
+    assert not torch.equal(before, model.weight)
+    # TF form: square average starts at 1, so the first step is
+    # lr * g / sqrt(0.9 + 0.1 g^2 + eps), not RMSprop's lr * g / |g| ...
+    grad = torch.full((2, 3), 4.0)
+    expected = 0.048 * grad / torch.sqrt(0.9 + 0.1 * grad ** 2 + 1e-3)
+    torch.testing.assert_close(before - model.weight.detach(), expected,
+                               rtol=1e-3, atol=1e-4)

@@ -11,6 +11,7 @@ from .non_finite import (
                          NonFiniteStepError,
                          grads_are_finite,
 )
+from .timm_optim import RMSpropTF  # noqa: F401
 
 __all__ = [
     'AutocastOptimWrapper', 'MergedGroupsOptimWrapperConstructor',
