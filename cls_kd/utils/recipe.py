@@ -2,8 +2,10 @@
 
 Two configs that train the same thing give the same facts, however they
 spell it: no weight-decay exemption reads the same whether ``paramwise_cfg``
-is absent or its multipliers are 1; a warm-up reads as its length in epochs
-and its start factor whether it is given by epoch or by iteration. The
+is absent or its multipliers are 1; a warm-up reads as the end point and
+start factor of its ``LinearLR`` (``warmup.epochs`` is that ``end``, in
+iterations when ``warmup.by_epoch`` is False; stepped per epoch, mmengine
+reaches the full lr at ``end - 1``). The
 paper-recipe tests (``tests/configs/test_*_recipe.py``) compare these facts
 with the official configs' values, and ``tools/analysis/print_recipe.py``
 prints them for any config.
