@@ -13,6 +13,8 @@ prints them for any config.
 import re
 from typing import Any, Dict, List, Optional
 
+from .inspection import teacher_specs
+
 # paramwise_cfg keys whose multiplier applies to one kind of parameter.
 _KINDS = {
     'norm_decay_mult': 'norm',
@@ -30,16 +32,6 @@ def model_student(cfg) -> dict:
     ``model``."""
     model = cfg.model
     return model.get('student') or model
-
-
-def teachers(cfg) -> Dict[str, dict]:
-    """Teacher specs by name (``teacher`` is named ``'teacher'``)."""
-    model = cfg.model
-    found = {}
-    if model.get('teacher'):
-        found['teacher'] = model.teacher
-    found.update(model.get('teachers') or {})
-    return found
 
 
 def _multipliers(paramwise: dict, suffix: str) -> Dict[str, float]:
@@ -197,7 +189,7 @@ def recipe_facts(cfg, gpus: Optional[int] = None) -> Dict[str, Any]:
     facts['head.dropout'] = head.get('dropout_rate', 0.)
     facts['teacher.train_mode'] = {
         name: bool(spec.get('train_mode', False))
-        for name, spec in teachers(cfg).items()
+        for name, spec in teacher_specs(cfg.model).items()
     }
     facts['student_loss_weight'] = cfg.model.get('student_loss_weight')
     for name, spec in (cfg.model.get('losses') or {}).items():

@@ -155,14 +155,6 @@ def _student(name):
     return _STUDENT[name]
 
 
-def _std_is(tensor, std):
-    """Sample std within 4 standard errors of ``std`` (its standard
-    error is about std / sqrt(2 n)), at least 5 %: 20 % for a 192-wide token;
-    5 % for a layer (an outlier of trunc_normal_ at its bound moves it 1 %)."""
-    tolerance = 4 * std / (2 * tensor.numel())**0.5
-    return abs(float(tensor.std()) - std) < max(tolerance, 0.05 * std)
-
-
 def _decay_exempt(name):
     """The official rule against the weight decay that the config's
     optimizer constructor gives each student parameter."""
@@ -207,30 +199,30 @@ def _structure(name, key):
             torch.tensor(rates, dtype=torch.float64),
             torch.tensor(expected, dtype=torch.float64)) else rates
     if key == 'init.pos_embed':
-        return 0.02 if _std_is(backbone.pos_embed, 0.02) else float(
+        return 0.02 if V.std_is(backbone.pos_embed, 0.02) else float(
             backbone.pos_embed.std())
     if key == 'init.cls_token':
         std = float(backbone.cls_token.std())
-        return 0.02 if _std_is(backbone.cls_token, 0.02) else round(std, 4)
+        return 0.02 if V.std_is(backbone.cls_token, 0.02) else round(std, 4)
     if key == 'init.linear':
         weights = [layer.attn.qkv.weight for layer in layers]
-        return 0.02 if all(_std_is(w, 0.02) for w in weights) else 'other'
+        return 0.02 if all(V.std_is(w, 0.02) for w in weights) else 'other'
     if key == 'init.ffn':
         weight = layers[0].ffn.layers[0][0].weight
         fan_in, fan_out = weight.shape[1], weight.shape[0]
         xavier = (2 / (fan_in + fan_out))**0.5
-        if _std_is(weight, 0.02):
+        if V.std_is(weight, 0.02):
             return 0.02
-        return 'xavier' if _std_is(weight, xavier) else float(weight.std())
+        return 'xavier' if V.std_is(weight, xavier) else float(weight.std())
     if key == 'init.head':
         heads = [m for m in model.head.modules()
                  if isinstance(m, torch.nn.Linear)]
-        ok = all(_std_is(h.weight, 0.02) and not h.bias.any() for h in heads)
+        ok = all(V.std_is(h.weight, 0.02) and not h.bias.any() for h in heads)
         return 0.02 if ok else 'other'
     if key == 'init.patch_embed':
         weight = backbone.patch_embed.projection.weight
         default = (1 / (3 * weight[0].numel()))**0.5
-        return 'torch default' if _std_is(weight, default) else float(
+        return 'torch default' if V.std_is(weight, default) else float(
             weight.std())
     if key == 'decay_exempt.params':
         return _decay_exempt(name)

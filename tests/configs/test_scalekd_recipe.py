@@ -26,7 +26,8 @@ import cls_kd
 from cls_kd.models.connectors.scalekd import CrossAttentionProjector
 from cls_kd.registry import MODELS
 from cls_kd.utils.config_paths import resolve_config_path
-from cls_kd.utils.recipe import model_student, recipe_facts, teachers
+from cls_kd.utils.inspection import teacher_specs
+from cls_kd.utils.recipe import model_student, recipe_facts
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 README = osp.join(ROOT, 'configs', 'scalekd', 'README.md')
@@ -570,7 +571,7 @@ def _facts(config):
                                      'loss_s4_alt')] == [
         'spatial', 'frequency', 'spatial', 'frequency']
     facts['kd.temperature'] = losses.loss_kd.temperature
-    spec = teachers(cfg)['teacher']
+    spec = teacher_specs(cfg.model)['teacher']
     facts['teacher.model'] = _teacher_model(spec)
     facts['teacher.checkpoint'] = osp.basename(spec.checkpoint)
     pre = spec.get('data_preprocessor') or Config.fromfile(
