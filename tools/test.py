@@ -4,8 +4,8 @@ is evaluated), or a plain student config + an exported student checkpoint.
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE]
         [--out-item pred|metrics] [--amp [--amp-force]] [--tta]
         [--show-dir DIR] [--show] [--interval N] [--wait-time S]
-        [--no-pin-memory] [--cfg-options key=value ...]
-        [--launcher pytorch|slurm|mpi]
+        [--no-pin-memory] [--checkpoint-prefix PREFIX]
+        [--cfg-options key=value ...] [--launcher pytorch|slurm|mpi]
 
 The options are mmpretrain 1.2's ``tools/test.py``'s: ``--out x.pkl``
 dumps the predictions (``DataSample`` dicts: ``pred_score``,
@@ -15,6 +15,9 @@ scores its teacher), which mmpretrain's ``analysis_tools`` read (e.g.
 writes the metrics. One difference: without ``--out-item``, a file that is
 not a pickle gets the metrics (``--out metrics.json`` did so before, and
 mmpretrain refuses such a file), a ``.pkl``/``.pickle`` the predictions.
+The checkpoint loads strictly; ``--checkpoint-prefix backbone.`` puts a
+prefix before each of its keys (a bare backbone's weights in a classifier
+config), and the error says so when the keys differ only by a prefix.
 ``--amp`` is mmengine's test autocast (float16 on CUDA, bfloat16 on the
 CPU), refused on CPUs without native bfloat16 unless ``--amp-force`` (see
 ``cls_kd.utils.amp``).
@@ -87,6 +90,12 @@ def parse_args(argv=None):
         '--no-pin-memory',
         action='store_true',
         help='do not pin the test dataloader\'s memory')
+    parser.add_argument(
+        '--checkpoint-prefix',
+        default='',
+        metavar='PREFIX',
+        help='put PREFIX before every key of the checkpoint (e.g. '
+        'backbone. for a bare backbone\'s weights in a classifier config)')
     parser.add_argument(
         '--tta',
         action='store_true',
@@ -201,17 +210,44 @@ def _key_lists(message: str) -> Tuple[List[str], List[str], List[str]]:
     return missing, unexpected, other
 
 
-def load_strictly(runner, config: str) -> None:
+def _prefix_only(missing: List[str], unexpected: List[str]) -> str:
+    """A hint when the checkpoint's keys are the model's with one prefix
+    less (or more), else ''."""
+    for short, long, what in ((unexpected, missing, 'without'),
+                              (missing, unexpected, 'with an extra')):
+        if not short or len(short) != len(long):
+            continue
+        key = short[0]
+        for prefix in {k[:-len(key)] for k in long
+                       if k.endswith(key) and k != key}:
+            if {prefix + k for k in short} != set(long):
+                continue
+            fix = (f'--checkpoint-prefix {prefix} loads it as is' if what ==
+                   'without' else f'export it without {prefix!r}')
+            bare = (' (a bare backbone\'s checkpoint?)'
+                    if prefix == 'backbone.' else '')
+            return (f'. The checkpoint\'s keys are the model\'s {what} the '
+                    f'prefix {prefix!r}{bare}: {fix}' +
+                    ('; tools/model_converters/extract_student.py writes '
+                     'a bare backbone student under backbone.'
+                     if bare else ''))
+    return ''
+
+
+def load_strictly(runner, config: str, prefix: str = '') -> None:
     """Make the runner load ``load_from`` strictly (it loads it in
     ``test()``, after ``before_run``, where hooks such as EMAHook expect
     it): a missing or unexpected key is an error naming the first keys of
     each kind. One case passes, with an INFO line: a plain student
     checkpoint in a distiller config, whose connectors and loss parameters
-    (not used at test time) are then missing."""
+    (not used at test time) are then missing. ``prefix`` goes before
+    every checkpoint key (``--checkpoint-prefix``)."""
     load = runner.load_checkpoint
 
     def load_checkpoint(filename, *args, **kwargs):
         kwargs['strict'] = True
+        if prefix:
+            kwargs['revise_keys'] = [(r'^module\.', ''), (r'^', prefix)]
         try:
             return load(filename, *args, **kwargs)
         except RuntimeError as e:
@@ -232,7 +268,8 @@ def load_strictly(runner, config: str) -> None:
                 lines.append(f'unexpected keys: {key_listing(unexpected)}')
             raise RuntimeError(
                 f'{filename} does not fit the model of {config}: ' +
-                '; '.join(lines + other)) from None
+                '; '.join(lines + other) +
+                _prefix_only(missing, unexpected)) from None
 
     runner.load_checkpoint = load_checkpoint
 
@@ -253,7 +290,7 @@ def main(argv=None):
     check_data_roots(cfg, ('test_dataloader', ))
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
-    load_strictly(runner, args.config)
+    load_strictly(runner, args.config, args.checkpoint_prefix)
     if args.out_item == 'pred':
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         runner.test_evaluator.metrics.append(

@@ -29,8 +29,10 @@ model = dict(
         out_indices=tuple(range(12 - n_last_blocks, 12)),
         out_type='raw',
         frozen_stages=12,
+        # The exporter writes a bare backbone under `backbone.`.
         init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/attndistill_vit-small-p16.pth')),
+                      checkpoint='checkpoints/attndistill_vit-small-p16.pth',
+                      prefix='backbone.')),
     neck=None,
     head=dict(
         type='DINOLinearClsHead',

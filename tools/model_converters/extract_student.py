@@ -1,11 +1,21 @@
 """Export the student of a distiller checkpoint as a plain mmpretrain one.
 
     python tools/model_converters/extract_student.py IN.pth OUT.pth
-        [--ema | --raw]
+        [--ema | --raw] [--bare]
 
 The output holds only the student's weights (no connectors, no optimizer)
 under ``state_dict`` and loads with ``tools/test.py <student config> OUT``
 or mmpretrain's own tools.
+
+Which keys it writes: the student's, with the distiller's ``student.``
+removed. A student that is a whole model (``ImageClassifier``) keeps its
+``backbone.``/``neck.``/``head.`` keys. A bare backbone (the label-free
+distiller's students, e.g. AttnDistill's) is written under ``backbone.``,
+the layout of an mmpretrain ``ImageClassifier`` with that backbone, so that
+the plain backbone configs load it (e.g.
+``configs/attndistill/knn_vit-small-p16_in1k.py`` for a k-NN test, or a
+linear probe whose backbone ``init_cfg`` reads ``prefix='backbone.'``);
+``--bare`` writes the backbone's keys as trained instead.
 
 By default the exported weights are the ones validation evaluated. For a run
 with mmengine's ``EMAHook`` these are the EMA weights: when it saves, the hook
@@ -36,6 +46,11 @@ def parse_args(argv=None):
         '--raw',
         action='store_true',
         help='export the raw (non-EMA) student of an EMAHook checkpoint')
+    parser.add_argument(
+        '--bare',
+        action='store_true',
+        help='write a bare backbone student\'s keys as trained (default: '
+        'under backbone., as an ImageClassifier holds them)')
     return parser.parse_args(argv)
 
 
@@ -50,10 +65,21 @@ def _raw_state_dict(checkpoint: dict) -> dict:
     }
 
 
+# Top-level keys of an mmpretrain classifier's state dict.
+_MODEL_PARTS = ('backbone.', 'neck.', 'head.', 'data_preprocessor.')
+
+
+def is_bare_backbone(state: dict) -> bool:
+    """Whether a student's state dict is a bare backbone's (no key under
+    ``backbone.``, ``neck.`` or ``head.``)."""
+    return bool(state) and not any(k.startswith(_MODEL_PARTS) for k in state)
+
+
 def extract_student(src: str,
                     dst: str,
                     ema: bool = False,
-                    raw: bool = False) -> int:
+                    raw: bool = False,
+                    bare: bool = False) -> int:
     """Write the student checkpoint.
 
     Args:
@@ -64,6 +90,9 @@ def extract_student(src: str,
             ``state_dict`` as saved, which is the same for an EMAHook run.
         raw (bool): Export the raw weights of an EMAHook run instead.
             Defaults to False.
+        bare (bool): Write a bare backbone student's keys as trained.
+            Defaults to False: under ``backbone.`` (see the module's
+            docstring).
 
     Returns:
         int: The number of tensors written.
@@ -87,6 +116,17 @@ def extract_student(src: str,
     state = extract_state_dict(weights, prefix='student.')
     meta = dict(checkpoint.get('meta', {}))
     meta = {k: v for k, v in meta.items() if k in ('epoch', 'iter', 'seed')}
+    if is_bare_backbone(state):
+        if bare:
+            print('The student is a bare backbone: its keys are written as '
+                  'trained (--bare).')
+            meta['keys'] = 'bare backbone'
+        else:
+            state = {f'backbone.{k}': v for k, v in state.items()}
+            print('The student is a bare backbone: its keys are written '
+                  'under backbone., as an ImageClassifier holds them '
+                  '(--bare writes them as trained).')
+            meta['keys'] = 'backbone. (ImageClassifier)'
     meta['distilled_from'] = osp.abspath(src)
     meta['weights'] = 'raw' if raw or not has_ema else 'ema'
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
@@ -96,7 +136,8 @@ def extract_student(src: str,
 
 def main(argv=None):
     args = parse_args(argv)
-    count = extract_student(args.src, args.dst, args.ema, args.raw)
+    count = extract_student(args.src, args.dst, args.ema, args.raw,
+                            args.bare)
     print(f'Wrote {count} student tensors to {args.dst}')
 
 
