@@ -51,6 +51,7 @@ from cls_kd.models.distillers.errors import DistillerConfigError
 from cls_kd.models.distillers.teacher import build_teacher
 from cls_kd.registry import DATASETS
 from cls_kd.utils import resolve_config_path
+from cls_kd.utils.config_paths import config_arg
 
 # What the run itself needs; the synthesizer's keyword defaults (the paper's
 # setting) fill the rest of ``synthesis``.
@@ -64,7 +65,8 @@ SYNTHESIZER_KEYS = ('phases', 'lr', 'warmup_iters', 'betas', 'eps',
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Synthesise images from a teacher (DeepInversion).')
-    parser.add_argument('config', help='synthesis config file path')
+    parser.add_argument(
+        'config', type=config_arg, help='synthesis config file path')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument(
         '--max-batches',

@@ -42,12 +42,14 @@ from cls_kd.utils import (
     resolve_teacher_paths,
 )
 from cls_kd.utils.checkpoint import key_listing
+from cls_kd.utils.config_paths import config_arg
 from cls_kd.utils.run_checks import check_data_roots
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test a model (cls_kd).')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument(
+        'config', type=config_arg, help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where logs go')
     parser.add_argument(

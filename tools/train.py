@@ -36,6 +36,7 @@ from cls_kd.utils import (
     compile_options,
     resolve_teacher_paths,
 )
+from cls_kd.utils.config_paths import config_arg
 from cls_kd.utils.resume import resolve_resume
 from cls_kd.utils.run_checks import (
     check_data_roots,
@@ -45,7 +46,8 @@ from cls_kd.utils.run_checks import (
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model (cls_kd).')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument(
+        'config', type=config_arg, help='train config file path')
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--resume',

@@ -14,6 +14,8 @@ from .checkpoint import (
 )
 from .compile import cast_numpy_scalars, compile_model, compile_options
 from .config_paths import (
+                           config_arg,
+                           config_file,
                            installed_path,
                            patch_mmengine_package_configs,
                            resolve_config_path,
@@ -31,7 +33,8 @@ __all__ = [
     'AmpChoice', 'AmpUnavailableError', 'apply_amp', 'choose_amp',
     'cpu_bf16_support',
     'extract_state_dict', 'load_model_weights', 'patch_mmengine_torch_load',
-    'CheckpointError', 'load_plain_student_hook', 'installed_path',
+    'CheckpointError', 'load_plain_student_hook', 'config_arg',
+    'config_file', 'installed_path',
     'patch_mmengine_package_configs', 'resolve_config_path',
     'resolve_teacher_paths', 'cast_numpy_scalars', 'compile_model',
     'compile_options',

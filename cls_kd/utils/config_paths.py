@@ -1,13 +1,15 @@
 """Where a config file named by another config lies: teacher ``config=``
 paths relative to the config that names them, and ``package::`` configs
 (``mmpretrain::``, ``cls_kd::``) also from editable installs."""
+import argparse
 import importlib.util
 import os.path as osp
 from typing import List, Optional, Tuple
 
 __all__ = [
     'installed_path', 'patch_mmengine_package_configs',
-    'resolve_config_path', 'resolve_teacher_paths'
+    'resolve_config_path', 'resolve_teacher_paths', 'config_file',
+    'config_arg'
 ]
 
 
@@ -103,6 +105,37 @@ def resolve_config_path(path: str, config_dir: Optional[str] = None) -> str:
             return candidate
     tried = ', '.join(osp.abspath(c) for c in candidates)
     raise FileNotFoundError(f'config {path!r} not found; tried: {tried}.')
+
+
+def config_file(path: str) -> str:
+    """The file of a config named on a tool's command line: a path, or a
+    packaged config (``cls_kd::kd/x.py``, ``mmpretrain::resnet/y.py``),
+    whose file is printed.
+
+    Args:
+        path (str): As given on the command line.
+
+    Returns:
+        str: An existing file.
+
+    Raises:
+        FileNotFoundError: No such config; the message lists where it was
+            looked for.
+    """
+    found = resolve_config_path(path)
+    if '::' in path:
+        print(f'{path} -> {found}', flush=True)
+    return found
+
+
+def config_arg(path: str) -> str:
+    """:func:`config_file` as an ``argparse`` type: every tool's
+    ``config`` argument takes ``cls_kd::`` names, and a config that does not
+    exist is a one-line usage error listing where it was looked for."""
+    try:
+        return config_file(path)
+    except FileNotFoundError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def resolve_teacher_paths(cfg):

@@ -20,7 +20,7 @@ from cls_kd.models.taps import token_grid
 from cls_kd.registry import MODELS
 
 from .checkpoint import extract_state_dict, load_model_weights
-from .config_paths import resolve_config_path, resolve_teacher_paths
+from .config_paths import config_file, resolve_teacher_paths
 
 __all__ = [
     'load_config', 'teacher_specs', 'build_config_models', 'forward_model',
@@ -35,7 +35,7 @@ def load_config(path: str) -> Config:
     modules and enter the config's default scope."""
     import cls_kd
     cls_kd.register_all_modules(init_default_scope=False)
-    cfg = resolve_teacher_paths(Config.fromfile(resolve_config_path(path)))
+    cfg = resolve_teacher_paths(Config.fromfile(config_file(path)))
     init_default_scope(cfg.get('default_scope', 'cls_kd'))
     return cfg
 

@@ -91,6 +91,7 @@ from cls_kd.utils import (
     compile_model,
     resolve_teacher_paths,
 )
+from cls_kd.utils.config_paths import config_arg
 
 
 def _fail(message: str):
@@ -108,7 +109,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Training speed of a cls_kd / mmpretrain config on '
         'synthetic batches.')
-    parser.add_argument('config', help='config file path')
+    parser.add_argument('config', type=config_arg, help='config file path')
     parser.add_argument(
         '--batch-size',
         type=int,

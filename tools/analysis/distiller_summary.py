@@ -25,13 +25,15 @@ from cls_kd.models.distillers import BaseDistiller
 from cls_kd.models.distillers.summary import distiller_summary
 from cls_kd.registry import MODELS
 from cls_kd.utils import resolve_teacher_paths
+from cls_kd.utils.config_paths import config_arg
 from cls_kd.utils.inspection import teacher_specs
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Print the summary of a cls_kd distiller config.')
-    parser.add_argument('config', help='distiller config file path')
+    parser.add_argument(
+        'config', type=config_arg, help='distiller config file path')
     parser.add_argument(
         '--random-teachers',
         action='store_true',

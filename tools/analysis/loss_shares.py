@@ -50,6 +50,7 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner, load_checkpoint, set_random_seed
 
 from cls_kd.registry import MODELS
+from cls_kd.utils.config_paths import config_arg
 from cls_kd.utils.inspection import load_config
 
 __all__ = ['term_gradients', 'gradient_shares', 'default_groups',
@@ -58,7 +59,7 @@ __all__ = ['term_gradients', 'gradient_shares', 'default_groups',
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='a distiller config')
+    parser.add_argument('config', type=config_arg, help='a distiller config')
     parser.add_argument(
         'checkpoints', nargs='*',
         help='training checkpoints of that distiller (none: initial '

@@ -25,6 +25,7 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
+from cls_kd.utils.config_paths import config_arg
 from cls_kd.utils.inspection import load_config
 from cls_kd.utils.recipe import recipe_facts
 
@@ -32,7 +33,8 @@ from cls_kd.utils.recipe import recipe_facts
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='a distiller or model config')
+    parser.add_argument(
+        'config', type=config_arg, help='a distiller or model config')
     parser.add_argument('--diff', metavar='OTHER',
                         help='print only the facts that differ from OTHER')
     parser.add_argument('--gpus', type=int,

@@ -30,6 +30,7 @@ import torch.nn as nn
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
+from cls_kd.utils.config_paths import config_arg
 from cls_kd.utils.inspection import (
     build_config_models,
     config_input_size,
@@ -41,7 +42,8 @@ from cls_kd.utils.inspection import (
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='a distiller or model config')
+    parser.add_argument(
+        'config', type=config_arg, help='a distiller or model config')
     parser.add_argument(
         '--model',
         help='which model: student, teacher (or a teacher\'s name); '

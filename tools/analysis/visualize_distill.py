@@ -44,6 +44,7 @@ from mmengine.dataset import Compose, pseudo_collate
 from cls_kd.models.taps import Tap, TapSet
 from cls_kd.registry import DATASETS
 from cls_kd.utils import CheckpointError
+from cls_kd.utils.config_paths import config_arg
 from cls_kd.utils.inspection import (
     AttentionMap,
     attention_map,
@@ -64,7 +65,7 @@ def _fail(message: str):
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='a distiller config')
+    parser.add_argument('config', type=config_arg, help='a distiller config')
     parser.add_argument('--student-ckpt', required=True,
                         help='distiller or exported student checkpoint')
     parser.add_argument('--teacher-ckpt', nargs='+', default=[],
