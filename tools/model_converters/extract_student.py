@@ -27,8 +27,10 @@ without them; ``--raw`` exports the raw ones.
 import argparse
 import os
 import os.path as osp
+from typing import Optional
 
 import torch
+from mmengine.config import Config
 
 from cls_kd.utils import extract_state_dict
 
@@ -69,9 +71,32 @@ def _raw_state_dict(checkpoint: dict) -> dict:
 _MODEL_PARTS = ('backbone.', 'neck.', 'head.', 'data_preprocessor.')
 
 
-def is_bare_backbone(state: dict) -> bool:
-    """Whether a student's state dict is a bare backbone's (no key under
-    ``backbone.``, ``neck.`` or ``head.``)."""
+def _student_type(checkpoint: dict) -> Optional[type]:
+    """The class of the student, from the config that mmengine saves in a
+    training checkpoint's ``meta['cfg']`` (None when it cannot be read)."""
+    text = (checkpoint.get('meta') or {}).get('cfg')
+    if not isinstance(text, str):
+        return None
+    try:
+        import cls_kd
+        from cls_kd.registry import MODELS
+        cls_kd.register_all_modules(init_default_scope=False)
+        student = Config.fromstring(text, '.py').model.get('student') or {}
+        kind = student.get('type')
+        return MODELS.get(kind) if isinstance(kind, str) else kind
+    except Exception:  # an unreadable config: fall back to the keys
+        return None
+
+
+def is_bare_backbone(checkpoint: dict, state: dict) -> bool:
+    """Whether the student is a bare backbone, not a classifier: by its
+    class where the checkpoint names it (a timm classifier has no
+    ``backbone.`` keys either), else by its keys (none under ``backbone.``,
+    ``neck.`` or ``head.``)."""
+    from mmpretrain.models import BaseClassifier
+    kind = _student_type(checkpoint)
+    if isinstance(kind, type):
+        return not issubclass(kind, BaseClassifier)
     return bool(state) and not any(k.startswith(_MODEL_PARTS) for k in state)
 
 
@@ -116,7 +141,7 @@ def extract_student(src: str,
     state = extract_state_dict(weights, prefix='student.')
     meta = dict(checkpoint.get('meta', {}))
     meta = {k: v for k, v in meta.items() if k in ('epoch', 'iter', 'seed')}
-    if is_bare_backbone(state):
+    if is_bare_backbone(checkpoint, state):
         if bare:
             print('The student is a bare backbone: its keys are written as '
                   'trained (--bare).')
