@@ -154,6 +154,34 @@ def apply_compile_args(cfg: Config, flag: bool) -> None:
     cfg.custom_hooks = hooks + [dict(type='cls_kd.CompileHook', **options)]
 
 
+def scale_base_lr_too(runner) -> None:
+    """With ``auto_scale_lr`` enabled, scale the base lr that mmengine logs
+    (``base_lr``, kept by an optimizer wrapper with several parameter
+    groups) with the groups' lrs, and print both; mmengine scales only the
+    groups, so the log showed the config's unscaled lr."""
+    scale = runner.scale_lr
+
+    def scale_lr(optim_wrapper, auto_scale_lr=None):
+        wrappers = getattr(optim_wrapper, 'optim_wrappers',
+                           {'': optim_wrapper})
+        before = {k: w.param_groups[0]['lr'] for k, w in wrappers.items()}
+        scale(optim_wrapper, auto_scale_lr)
+        for key, wrapper in wrappers.items():
+            if not before[key]:
+                continue
+            ratio = wrapper.param_groups[0]['lr'] / before[key]
+            base = getattr(wrapper, 'base_param_settings', None)
+            if base is not None and ratio != 1:
+                base['lr'] = base['lr'] * ratio
+            if ratio != 1:
+                name = f' ({key})' if key else ''
+                print(f'--auto-scale-lr{name}: lr {before[key]:.6g} -> '
+                      f'{wrapper.param_groups[0]["lr"]:.6g} (x{ratio:.6g})',
+                      flush=True)
+
+    runner.scale_lr = scale_lr
+
+
 def merge_args(cfg: Config, args) -> Config:
     """Apply command-line options to the config."""
     if args.cfg_options:
@@ -188,6 +216,7 @@ def main(argv=None):
     resolve_resume(cfg, required=args.resume == 'auto')
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    scale_base_lr_too(runner)
     runner.train()
     return runner
 

@@ -173,6 +173,12 @@ def resolve_teacher_paths(cfg):
         try:
             path = resolve_config_path(spec['config'], config_dir)
         except FileNotFoundError as e:
-            raise FileNotFoundError(f'Teacher {name!r}: {e}') from None
+            hint = '' if osp.isabs(spec['config']) else (
+                ' A relative teacher config= is read from the current '
+                'directory, then from the directory of the config you ran '
+                f'({config_dir}); written in a _base_ file, make it '
+                "relative to that file: config='{{fileDirname}}/"
+                f"{spec['config']}'.")
+            raise FileNotFoundError(f'Teacher {name!r}: {e}{hint}') from None
         spec['config'] = osp.abspath(path)
     return cfg

@@ -49,7 +49,8 @@ def test_one_epoch_smoke_run_of_a_digits_distiller(repo_root, digits_root,
     assert any('accuracy' in k for k in runner.message_hub.log_scalars)
 
 
-def test_auto_scale_lr_on_a_digits_config(repo_root, digits_root, tmp_path):
+def test_auto_scale_lr_on_a_digits_config(repo_root, digits_root, tmp_path,
+                                          capsys):
     train = _tool(repo_root, 'train')
     runner = train.main([
         osp.join(repo_root, STUDENT_CFG), '--work-dir', str(tmp_path),
@@ -59,6 +60,16 @@ def test_auto_scale_lr_on_a_digits_config(repo_root, digits_root, tmp_path):
     # lr 2e-3 is for 64 images a step; 32 a step here.
     assert groups and all(
         g['initial_lr'] == pytest.approx(1e-3, rel=1e-9) for g in groups)
+    assert '--auto-scale-lr: lr 0.002 -> 0.001 (x0.5)' in capsys.readouterr(
+    ).out
+    # What the log shows as base_lr is the scaled lr too (mmengine scales
+    # only the groups).
+    assert len(groups) > 1  # base_lr is logged for several groups
+    base = runner.optim_wrapper.base_param_settings
+    assert base['initial_lr'] == pytest.approx(1e-3, rel=1e-9)
+    logged = runner.message_hub.get_scalar
+    assert logged('train/base_lr').current() == pytest.approx(
+        logged('train/lr').current(), rel=1e-9)  # both in warm-up
 
 
 def test_resume_with_nothing_to_resume_fails_before_training(

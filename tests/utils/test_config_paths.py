@@ -90,9 +90,14 @@ def test_every_teacher_of_teachers_is_resolved(tmp_path, elsewhere):
     assert teachers.b.config == f'cls_kd::{TEACHER}'  # resolved when built
     assert teachers.c.config == dict(type='ImageClassifier')
     cfg.model.teachers.a.config = 'nope.py'
-    with pytest.raises(FileNotFoundError, match="Teacher 'a': config "
-                       "'nope.py' not found; tried: "):
+    with pytest.raises(FileNotFoundError) as info:
         resolve_teacher_paths(cfg)
+    message = str(info.value)
+    assert message.startswith("Teacher 'a': config 'nope.py' not found; "
+                              'tried: ')
+    # The fix for a path written in a _base_ file is named.
+    assert f'the config you ran ({tmp_path})' in message
+    assert "config='{{fileDirname}}/nope.py'" in message
 
 
 def test_our_base_files_name_teachers_relative_to_themselves(elsewhere):
