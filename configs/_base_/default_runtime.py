@@ -10,6 +10,9 @@ default_hooks = dict(
         type='SafeCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # Multi-process runs: every rank's BatchNorm statistics averaged before
+    # each validation and checkpoint, so both score the same student.
+    sync_buffers=dict(type='SyncStudentBuffersHook'),
 )
 
 env_cfg = dict(

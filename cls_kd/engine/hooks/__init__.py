@@ -5,8 +5,9 @@ from .distill_schedule import (
     StopDistillHook,
     add_schedule_hook,
 )
+from .sync_buffers import SyncStudentBuffersHook
 
 __all__ = [
     'SafeCheckpointHook', 'CompileHook', 'DistillScheduleHook',
-    'StopDistillHook', 'add_schedule_hook'
+    'StopDistillHook', 'add_schedule_hook', 'SyncStudentBuffersHook'
 ]
