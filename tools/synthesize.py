@@ -12,13 +12,18 @@ teacher spec), optionally ``student=`` (same form, for ADI) and
 ``synthesis=dict(...)`` (see ``configs/dearkd/synthesis/``). Writes
 ``DIR/train/<class>/b{batch:05d}_{i:03d}.png`` (train on it with
 ``CustomDataset(data_root=DIR, data_prefix='train')``), ``DIR/batches/``
-(one record per finished batch), ``DIR/manifest.json`` and
-``DIR/grid.png``. A rerun with the same ``--out`` skips the finished
-batches and refuses other settings. Rank ``r`` of ``W`` processes takes
+(one record per finished batch, with the teacher's probability of each
+image's class), ``DIR/manifest.json`` and ``DIR/grid.png`` (one row per
+class, labelled; ``tools/analysis/synthesis_grid.py DIR`` redraws it).
+A rerun with the same ``--out`` skips the finished batches and refuses
+other settings. Rank ``r`` of ``W`` processes takes
 the batches ``b % W == r``; batch ``b`` depends only on ``(seed, b)``.
 Phases are changed by index, e.g. ``--cfg-options
 synthesis.phases.1.iters=500``; ``--max-batches N`` stops after N batches
-(a rerun continues).
+(a rerun continues). Every number of ``synthesis`` is checked before the
+teacher is built (an error names the key and its range); the manifest of
+an unfinished run holds the command that finishes it, which
+``tools/train.py`` prints when given such a folder to train on.
 """
 import argparse
 import datetime
@@ -26,6 +31,8 @@ import inspect
 import json
 import math
 import os.path as osp
+import shlex
+import sys
 import time
 
 import mmengine
@@ -41,8 +48,11 @@ from cls_kd.datafree import (
     DeepInversionSynthesizer,
     SettingsMismatchError,
     SynthesisOutput,
+    SynthesisSettingError,
     balanced_labels,
     batch_generator,
+    check_output_folder,
+    check_synthesis_settings,
     class_folder_names,
     label_counts,
     rank_batches,
@@ -62,6 +72,16 @@ SYNTHESIZER_KEYS = ('phases', 'lr', 'warmup_iters', 'betas', 'eps',
                     'intra_divergence', 'grayscale', 'teacher_size')
 
 
+def _positive_int(text: str) -> int:
+    """``--max-batches``: an integer >= 1 (0 would stop before the first
+    batch, a negative one slice batches off the end)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be an integer >= 1; got {value}')
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Synthesise images from a teacher (DeepInversion).')
@@ -70,7 +90,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument(
         '--max-batches',
-        type=int,
+        type=_positive_int,
         help='stop after synthesising this many batches (per process); a '
         'rerun continues')
     parser.add_argument(
@@ -90,10 +110,12 @@ def _plain(value):
 
 
 def synthesis_settings(cfg: Config) -> dict:
-    """``cfg.synthesis`` with every default filled in.
+    """``cfg.synthesis`` with every default filled in, every number checked
+    (:func:`check_synthesis_settings`).
 
     Raises:
-        SystemExit: Unknown keys, or no ``num_images``/``batch_size``.
+        SystemExit: Unknown keys, no ``num_images``/``batch_size``, or a
+            number out of its range (naming its key and the range).
     """
     given = dict(cfg.get('synthesis') or {})
     unknown = set(given) - set(RUN_KEYS) - set(SYNTHESIZER_KEYS)
@@ -110,11 +132,25 @@ def synthesis_settings(cfg: Config) -> dict:
             settings['weights'].update(value or {})
         else:
             settings[key] = value
-    for key in ('num_images', 'batch_size', 'class_repeats'):
-        if not isinstance(settings[key], int) or settings[key] < 1:
-            raise SystemExit(f'synthesize.py: error: synthesis.{key} must be '
-                             f'a positive integer; got {settings[key]!r}.')
-    return _plain(settings)
+    settings = _plain(settings)
+    try:
+        check_synthesis_settings(settings, prefix='synthesis.')
+    except SynthesisSettingError as e:
+        raise SystemExit(f'synthesize.py: error: {cfg.filename}: {e}') \
+            from None
+    return settings
+
+
+def rerun_command(args, argv) -> str:
+    """The command that continues this run to its end: the same config,
+    ``--out`` and ``--cfg-options``, without ``--max-batches``, in one
+    process (a batch does not depend on the number of processes)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument('--cfg-options', nargs='+', default=[])
+    given = options.parse_known_args(argv)[0].cfg_options
+    words = ['python', osp.abspath(__file__), osp.abspath(args.config),
+             '--out', osp.abspath(args.out)]
+    return shlex.join(words + (['--cfg-options', *given] if given else []))
 
 
 def resolve_specs(cfg: Config) -> None:
@@ -229,6 +265,9 @@ def run_batches(synthesizer, output: SynthesisOutput, batches: list,
             batch, result.images, labels.tolist(),
             dict(images=count, label_counts=label_counts(labels.tolist()),
                  losses=result.losses, teacher_top1=result.accuracy,
+                 teacher_probs=[round(float(p), 4)
+                                for p in result.target_probs],
+                 teacher_predictions=result.predictions.tolist(),
                  seconds=seconds, rank=rank))
         eta = (time.perf_counter() - started) / done * (len(batches) - done)
         terms = ' '.join(f'{k} {v:.4g}' for k, v in result.losses.items())
@@ -239,7 +278,12 @@ def run_batches(synthesizer, output: SynthesisOutput, batches: list,
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    try:
+        check_output_folder(args.out)
+    except NotADirectoryError as e:
+        raise SystemExit(f'synthesize.py: error: --out {e}') from None
     cls_kd.register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -285,7 +329,8 @@ def main(argv=None):
         synthesis=settings, config=osp.abspath(args.config),
         checkpoint=cfg.teacher.get('checkpoint'), seed=settings['seed'],
         teacher_preprocessor=teacher_pre, classes=classes,
-        folders=output.folders, world_size=world_size, versions=dict(
+        folders=output.folders, world_size=world_size,
+        command=rerun_command(args, argv), versions=dict(
             cls_kd=cls_kd.__version__, torch=torch.__version__,
             mmengine=mmengine.__version__, mmpretrain=mmpretrain.__version__))
     try:
@@ -319,7 +364,9 @@ def main(argv=None):
             grid = output.write_grid()
             log(f'Wrote {final["num_images"]} images to '
                 f'{osp.join(args.out, "train")} (teacher top-1 on them '
-                f'{final["teacher_top1"]:.3f}); {grid}.')
+                f'{final["teacher_top1"]:.3f}); {grid.path} (other classes '
+                f'or counts: python tools/analysis/synthesis_grid.py '
+                f'{shlex.quote(args.out)} --num-classes N --per-class M).')
     if world_size > 1:
         torch_dist.destroy_process_group()
 

@@ -11,10 +11,14 @@ from .losses import (
 from .output import (
     SettingsMismatchError,
     SynthesisOutput,
+    check_output_folder,
     class_folder_names,
+    find_synthesis,
+    finish_command,
     label_counts,
     rank_batches,
 )
+from .settings import SynthesisSettingError, check_synthesis_settings
 from .synthesizer import (
     DEFAULT_WEIGHTS,
     BatchResult,
@@ -27,7 +31,9 @@ from .synthesizer import (
 __all__ = [
     'tv_l2', 'l2_prior', 'BNStatsHook', 'bn_feature_loss', 'adaptive_loss',
     'intra_divergence_loss', 'SettingsMismatchError', 'SynthesisOutput',
+    'check_output_folder', 'find_synthesis', 'finish_command',
     'class_folder_names', 'label_counts', 'rank_batches', 'DEFAULT_WEIGHTS',
     'BatchResult', 'DeepInversionSynthesizer', 'balanced_labels',
-    'batch_generator', 'phase_lr'
+    'batch_generator', 'phase_lr', 'SynthesisSettingError',
+    'check_synthesis_settings'
 ]

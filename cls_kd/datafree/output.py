@@ -5,19 +5,26 @@ record per finished batch (what a rerun skips) and a manifest.
     DIR/batches/b{batch:05d}.json
     DIR/manifest.json
     DIR/grid.png
+
+A batch record holds, per image in batch order, the teacher's probability
+of the image's class (``teacher_probs``) and its top-1 class
+(``teacher_predictions``); folders written before these were stored have
+neither.
 """
 import json
 import os
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence
+import shlex
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
 __all__ = [
     'class_folder_names', 'rank_batches', 'label_counts',
-    'SettingsMismatchError', 'SynthesisOutput'
+    'SettingsMismatchError', 'SynthesisOutput', 'check_output_folder',
+    'find_synthesis', 'finish_command'
 ]
 
 _SAFE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]*$')
@@ -54,6 +61,57 @@ class SettingsMismatchError(RuntimeError):
     """The output folder holds a run made with other settings."""
 
 
+def check_output_folder(root: str) -> None:
+    """Refuse an output folder that is a file, or lies under one, before
+    anything is computed (``os.makedirs`` would fail only when the first
+    batch is written).
+
+    Raises:
+        NotADirectoryError: Names the file.
+    """
+    path = osp.abspath(root)
+    while not osp.exists(path) and osp.dirname(path) != path:
+        path = osp.dirname(path)
+    if not osp.isdir(path):
+        what = 'is a file, not a folder' if path == osp.abspath(root) else \
+            f'lies under the file {path}'
+        raise NotADirectoryError(
+            f'{root} {what}: name a new folder, or the folder of a synthesis '
+            f'run to continue it.')
+
+
+def find_synthesis(folder: str) -> Optional[Tuple[str, dict]]:
+    """The synthesis run whose images ``folder`` holds: ``(root,
+    manifest)`` when ``folder`` (the ``--out`` folder) or its parent
+    (``folder`` being its ``train/``) has a synthesis ``manifest.json``;
+    None otherwise."""
+    folder = osp.normpath(folder)
+    for root in (folder, osp.dirname(folder)):
+        path = osp.join(root, 'manifest.json')
+        if osp.isfile(path):
+            with open(path) as f:
+                manifest = json.load(f)
+            if isinstance(manifest, dict) and 'synthesis' in manifest and \
+                    'complete' in manifest:
+                return root, manifest
+    return None
+
+
+def finish_command(root: str, manifest: dict) -> str:
+    """The command that finishes (resumes) the synthesis run in ``root``:
+    the command the run recorded, without ``--max-batches``; for manifests
+    without one, the config and teacher checkpoint they name."""
+    if manifest.get('command'):
+        return manifest['command']
+    words = ['python', 'tools/synthesize.py', str(manifest.get('config')),
+             '--out', root]
+    if manifest.get('checkpoint'):
+        words += ['--cfg-options', f'teacher.checkpoint='
+                  f'{manifest["checkpoint"]}']
+    return shlex.join(words) + ' (with the --cfg-options of the run that ' \
+        'started it)'
+
+
 def _write_json(path: str, data: dict) -> None:
     """Write atomically: a reader sees the old file or the new one."""
     tmp = f'{path}.tmp.{os.getpid()}'
@@ -88,9 +146,14 @@ class SynthesisOutput:
         root (str): The folder (``--out``).
         folders (list[str]): Class folder names, by class index.
         grayscale (bool): Write 8-bit gray PNGs instead of RGB ones.
+
+    Raises:
+        NotADirectoryError: ``root`` is a file (see
+            :func:`check_output_folder`).
     """
 
     def __init__(self, root: str, folders: Sequence[str], grayscale: bool):
+        check_output_folder(root)
         self.root, self.folders = root, list(folders)
         self.grayscale = grayscale
         self.manifest_path = osp.join(root, 'manifest.json')
@@ -167,27 +230,17 @@ class SynthesisOutput:
         _write_json(self.manifest_path, manifest)
         return manifest
 
-    def write_grid(self, per_class: int = 10, max_classes: int = 16) -> str:
-        """``grid.png``: rows = the first ``max_classes`` classes, up to
-        ``per_class`` of their images each."""
-        rows = []
-        for folder in self.folders[:max_classes]:
-            directory = osp.join(self.root, 'train', folder)
-            names = sorted(os.listdir(directory))[:per_class]
-            rows.append([np.asarray(Image.open(osp.join(directory, n)))
-                         for n in names])
-        sample = next(img for row in rows for img in row)
-        height, width = sample.shape[:2]
-        canvas = np.zeros(
-            (len(rows) * height, per_class * width) + sample.shape[2:],
-            dtype=np.uint8)
-        for r, row in enumerate(rows):
-            for c, img in enumerate(row):
-                canvas[r * height:(r + 1) * height,
-                       c * width:(c + 1) * width] = img
-        path = osp.join(self.root, 'grid.png')
-        Image.fromarray(canvas).save(path)
-        return path
+    def write_grid(self, per_class: int = 8, num_classes: int = 10):
+        """``grid.png``: the first ``num_classes`` classes, one row each, up
+        to ``per_class`` images each, upscaled and labelled (see
+        :func:`cls_kd.datafree.grid.draw_synthesis_grid`).
+
+        Returns:
+            SynthesisGrid: What was drawn, and where.
+        """
+        from .grid import draw_synthesis_grid  # matplotlib: only to draw
+        return draw_synthesis_grid(self.root, per_class=per_class,
+                                   num_classes=num_classes)
 
 
 def label_counts(labels: Sequence[int]) -> Dict[str, int]:

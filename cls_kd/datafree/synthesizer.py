@@ -30,14 +30,17 @@ from .losses import (
     l2_prior,
     tv_l2,
 )
+from .settings import (
+    DEFAULT_WEIGHTS,
+    SynthesisSettingError,
+    check_synthesis_settings,
+)
 
 __all__ = [
     'DEFAULT_WEIGHTS', 'balanced_labels', 'batch_generator', 'BatchResult',
     'DeepInversionSynthesizer', 'phase_lr'
 ]
 
-# DeepInversion's ImageNet setting; ``adaptive`` is ADI's weight.
-DEFAULT_WEIGHTS = dict(tv=1e-4, l2=1e-5, bn=0.01, first_bn=10., adaptive=0.2)
 _INTRA_KEYS = {'diversity', 'boundary', 'margin'}
 
 
@@ -47,7 +50,19 @@ def balanced_labels(batch_index: int, batch_size: int, num_classes: int,
     ``(n // class_repeats) mod num_classes``, so the classes take turns and
     each gets the same number of images, whatever the batch size;
     ``class_repeats > 1`` puts runs of same-class images in a batch (what
-    the intra-class divergence compares)."""
+    the intra-class divergence compares).
+
+    Raises:
+        SynthesisSettingError: ``batch_size``, ``num_classes`` or
+            ``class_repeats`` below 1, or a negative ``batch_index``.
+    """
+    for name, value, low in (('batch_index', batch_index, 0),
+                             ('batch_size', batch_size, 1),
+                             ('num_classes', num_classes, 1),
+                             ('class_repeats', class_repeats, 1)):
+        if value < low:
+            raise SynthesisSettingError(
+                f'{name} must be an integer >= {low}; got {value!r}.')
     start = batch_index * batch_size
     images = torch.arange(start, start + batch_size)
     return images // class_repeats % num_classes
@@ -84,10 +99,16 @@ class BatchResult:
         losses (dict): The loss terms of the last iteration, unweighted,
             and ``total`` (weighted).
         accuracy (float): Teacher top-1 on the targets, on the uint8 images.
+        target_probs (np.ndarray): N, the teacher's softmax probability of
+            each image's target class, on the uint8 images.
+        predictions (np.ndarray): N, the teacher's top-1 class of each
+            image, on the uint8 images.
     """
     images: np.ndarray
     losses: Dict[str, float]
     accuracy: float
+    target_probs: np.ndarray
+    predictions: np.ndarray
 
 
 def _feature_module(model: nn.Module, path: Optional[str]) -> nn.Module:
@@ -133,8 +154,9 @@ class DeepInversionSynthesizer:
         to_rgb (bool): Whether the teacher's input is RGB (True) or BGR
             (False, mmpretrain's loading order); images are returned RGB.
             Defaults to False.
-        phases (Sequence[dict]): ``dict(size=, iters=)`` in order; the last
-            size is the image size and no size may exceed it.
+        phases (Sequence[dict]): ``dict(size=, iters=)`` in order, each an
+            integer >= 1; the last size is the image size and no size may
+            exceed it.
         lr (float): Adam's peak lr in each phase. Defaults to 0.25.
         warmup_iters (int): Linear warm-up at the start of each phase, in
             iterations. Defaults to 100, as DeepInversion's code
@@ -168,6 +190,12 @@ class DeepInversionSynthesizer:
         log_interval (int): Log every this many iterations (0: never).
             Defaults to 0.
         log (callable): Takes each log line. Defaults to ``print``.
+
+    Raises:
+        SynthesisSettingError: A number out of its range (see
+            :func:`check_synthesis_settings`), e.g. a phase with ``iters``
+            0 or a NaN ``lr``, named by its argument (``phases.1.iters``).
+        ValueError: No ``feature_module`` for the intra-class divergence.
     """
 
     def __init__(self,
@@ -192,17 +220,13 @@ class DeepInversionSynthesizer:
                  teacher_size: Optional[int] = None,
                  log_interval: int = 0,
                  log: Callable[[str], None] = print):
-        if not phases or any(set(p) != {'size', 'iters'} for p in phases):
-            raise ValueError(f'phases must be a non-empty list of dict(size='
-                             f', iters=); got {phases!r}.')
+        check_synthesis_settings(dict(
+            phases=phases, lr=lr, warmup_iters=warmup_iters, betas=betas,
+            eps=eps, jitter=jitter, weights=weights,
+            adaptive_temperature=adaptive_temperature,
+            intra_divergence=intra_divergence, teacher_size=teacher_size,
+            log_interval=log_interval))
         self.size = int(phases[-1]['size'])
-        if any(p['size'] > self.size for p in phases):
-            raise ValueError(f'No phase may be larger than the last one '
-                             f'(the image size {self.size}): {phases!r}.')
-        unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
-        if unknown:
-            raise ValueError(f'Unknown loss weights {sorted(unknown)}; known: '
-                             f'{sorted(DEFAULT_WEIGHTS)}.')
         self.teacher, self.student = teacher, student
         self.device = next(teacher.parameters()).device
         self.mean = torch.tensor(
@@ -214,9 +238,6 @@ class DeepInversionSynthesizer:
             teacher_size)
         self.phases = [dict(size=int(p['size']), iters=int(p['iters']))
                        for p in phases]
-        if int(warmup_iters) < 0:
-            raise ValueError(f'warmup_iters must be >= 0; got '
-                             f'{warmup_iters!r}.')
         self.lr, self.betas, self.eps = lr, tuple(betas), eps
         self.warmup_iters = int(warmup_iters)
         self.jitter, self.flip = jitter, flip
@@ -338,7 +359,8 @@ class DeepInversionSynthesizer:
             name (str): Prefix of the log lines. Defaults to ``'batch'``.
 
         Returns:
-            BatchResult: The images, last loss terms and teacher accuracy.
+            BatchResult: The images, last loss terms, teacher accuracy and
+                the teacher's per-image scores.
         """
         channels = 1 if self.grayscale else self.mean.shape[1]
         labels = labels.to(self.device)
@@ -377,11 +399,17 @@ class DeepInversionSynthesizer:
         with torch.no_grad():
             pixels = self._to_uint8(x.detach())
             logits = self.teacher(self._from_uint8(pixels), mode='tensor')
-            accuracy = float((logits.argmax(1) == labels).float().mean())
+            predictions = logits.argmax(1)
+            accuracy = float((predictions == labels).float().mean())
+            target_probs = logits.float().softmax(1).gather(
+                1, labels[:, None]).squeeze(1)
         if not self.grayscale and not self.to_rgb:
             pixels = pixels.flip(1)  # BGR -> RGB
         images = pixels.permute(0, 2, 3, 1).cpu().numpy()
-        return BatchResult(images=images, losses=losses, accuracy=accuracy)
+        return BatchResult(
+            images=images, losses=losses, accuracy=accuracy,
+            target_probs=target_probs.cpu().numpy(),
+            predictions=predictions.cpu().numpy())
 
 
 def _format(terms: Dict[str, torch.Tensor], total: torch.Tensor) -> str:

@@ -15,6 +15,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
+from cls_kd.models.distillers.errors import DistillerConfigError, check_number
 from cls_kd.registry import LOOPS, METRICS
 
 __all__ = ['knn_predict', 'KNNAccuracy', 'KNNValLoop', 'KNNTestLoop',
@@ -33,15 +34,17 @@ def knn_predict(queries: torch.Tensor, bank: torch.Tensor,
         bank (Tensor): (M, C) features of the labelled bank.
         bank_labels (Tensor): (M, ) class indices.
         num_classes (int): K.
-        k (int): Neighbours. Defaults to 20.
+        k (int): Neighbours, at most M. Defaults to 20.
         temperature (float): Vote weight ``exp(sim / T)``. Defaults to 0.07.
         chunk (int): Queries per similarity block (memory). Defaults to 1024.
 
     Returns:
         Tensor: (Q, K) summed vote weights per class.
     """
+    if k > bank.shape[0]:
+        raise ValueError(f'k={k} neighbours asked of a feature bank of '
+                         f'{bank.shape[0]}.')
     bank = F.normalize(bank.float(), dim=1)
-    k = min(k, bank.shape[0])
     scores = []
     for q in F.normalize(queries.float(), dim=1).split(chunk):
         sim, idx = (q @ bank.T).topk(k, dim=1)  # Q, k
@@ -56,12 +59,16 @@ class KNNAccuracy(BaseMetric):
     """Top-k accuracy of a k-NN classifier on backbone features.
 
     The feature bank (the labelled train split) is set by
-    :class:`KNNValLoop` / :class:`KNNTestLoop` before each evaluation.
+    :class:`KNNValLoop` / :class:`KNNTestLoop` before each evaluation; they
+    check ``k`` against the bank's size and ``topk`` against its number of
+    classes when they are built, before any feature is extracted.
 
     Args:
-        k (int): Neighbours. Defaults to 20.
-        temperature (float): Vote temperature. Defaults to 0.07.
-        topk (tuple[int]): Reported accuracies. Defaults to (1, 5).
+        k (int): Neighbours, an integer from 1 to the bank's size. Defaults
+            to 20.
+        temperature (float): Vote temperature, > 0. Defaults to 0.07.
+        topk (tuple[int]): Reported accuracies, each from 1 to the number of
+            classes. Defaults to (1, 5).
         prefix (str): Metric name prefix. Defaults to ``'knn'``.
     """
     default_prefix = 'knn'
@@ -71,15 +78,55 @@ class KNNAccuracy(BaseMetric):
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
-        if k < 1 or temperature <= 0:
-            raise ValueError(f'KNNAccuracy needs k >= 1 and temperature > 0, '
-                             f'got k={k}, temperature={temperature}.')
-        self.k, self.temperature, self.topk = k, temperature, tuple(topk)
+        check_number('KNNAccuracy.k', k, low=1, integer=True)
+        check_number('KNNAccuracy.temperature', temperature, low=0,
+                     low_open=True)
+        topk = (topk, ) if isinstance(topk, int) else tuple(topk)
+        if not topk:
+            raise DistillerConfigError('KNNAccuracy.topk must name at least '
+                                       'one k, e.g. (1, 5).')
+        for i, t in enumerate(topk):
+            check_number(f'KNNAccuracy.topk[{i}]', t, low=1, integer=True)
+        self.k, self.temperature, self.topk = k, temperature, topk
         self.bank: Optional[torch.Tensor] = None
         self.bank_labels: Optional[torch.Tensor] = None
+        self.num_classes: Optional[int] = None
 
-    def set_bank(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def check_bank(self, size: int, num_classes: Optional[int],
+                   where: str = 'KNNAccuracy') -> None:
+        """Raise a :class:`DistillerConfigError` unless ``k`` fits a bank of
+        ``size`` features and ``topk`` fits ``num_classes`` classes.
+
+        Args:
+            size (int): Number of features in the bank.
+            num_classes (int, optional): Number of classes; None when
+                unknown (not checked).
+            where (str): What the metric is, for the message (e.g.
+                ``'val_evaluator'``). Defaults to ``'KNNAccuracy'``.
+        """
+        if self.k > size:
+            raise DistillerConfigError(
+                f'{where}: KNNAccuracy.k={self.k} neighbours, but the '
+                f'feature bank has {size} images; set k <= {size} or use a '
+                f'larger bank.')
+        if num_classes is not None and max(self.topk) > num_classes:
+            raise DistillerConfigError(
+                f'{where}: KNNAccuracy.topk={self.topk} asks for the top '
+                f'{max(self.topk)} of {num_classes} classes; keep each '
+                f'value <= {num_classes}.')
+
+    def set_bank(self, features: torch.Tensor, labels: torch.Tensor,
+                 num_classes: Optional[int] = None) -> None:
+        """Set the feature bank.
+
+        Args:
+            features (Tensor): (M, C) bank features.
+            labels (Tensor): (M, ) their class indices.
+            num_classes (int, optional): Number of classes (the bank
+                dataset's); defaults to the largest label seen, plus 1.
+        """
         self.bank, self.bank_labels = features.cpu(), labels.cpu().long()
+        self.num_classes = num_classes
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
@@ -94,14 +141,16 @@ class KNNAccuracy(BaseMetric):
                 "(or test_cfg=dict(type='KNNTestLoop', ...)).")
         feats = torch.stack([f for f, _ in results])
         labels = torch.tensor([y for _, y in results])
-        num_classes = int(max(self.bank_labels.max(), labels.max())) + 1
+        num_classes = self.num_classes or int(
+            max(self.bank_labels.max(), labels.max())) + 1
+        self.check_bank(len(self.bank), num_classes)
         scores = knn_predict(feats, self.bank, self.bank_labels, num_classes,
                              self.k, self.temperature)
         ranked = scores.topk(max(self.topk), dim=1).indices
         hits = ranked == labels[:, None]
         return {
             f'top{t}': hits[:, :t].any(1).float().mean().item() * 100
-            for t in self.topk if t <= num_classes
+            for t in self.topk
         }
 
 
@@ -134,6 +183,10 @@ class _KNNLoopMixin:
     hands them to every :class:`KNNAccuracy`, then runs the loop on
     features."""
 
+    #: Where the loop is configured: ``val`` (``val_cfg``,
+    #: ``val_evaluator``) or ``test``.
+    split = 'val'
+
     def _init_bank(self, runner, bank_dataloader: Union[DataLoader, dict]):
         self.bank_dataloader = runner.build_dataloader(
             bank_dataloader, seed=runner.seed) if isinstance(
@@ -144,6 +197,16 @@ class _KNNLoopMixin:
         if not self.knn_metrics:
             raise ValueError('A k-NN loop needs a KNNAccuracy metric in its '
                              'evaluator.')
+        # Before any feature is extracted: the bank's size and classes are
+        # known from its dataset.
+        dataset = self.bank_dataloader.dataset
+        classes = getattr(dataset, 'metainfo', {}).get('classes')
+        self.num_classes = len(classes) if classes else None
+        for metric in self.knn_metrics:
+            metric.check_bank(
+                len(dataset), self.num_classes,
+                f'{self.split}_evaluator with {self.split}_cfg.'
+                f'bank_dataloader')
 
     @torch.no_grad()
     def _fill_bank(self) -> None:
@@ -160,7 +223,7 @@ class _KNNLoopMixin:
         feats = torch.stack([f for f, _ in items])
         labels = torch.tensor([y for _, y in items])
         for metric in self.knn_metrics:
-            metric.set_bank(feats, labels)
+            metric.set_bank(feats, labels, self.num_classes)
 
     def run(self) -> dict:
         self._fill_bank()
@@ -194,6 +257,8 @@ class KNNValLoop(_KNNLoopMixin, ValLoop):
 @LOOPS.register_module()
 class KNNTestLoop(_KNNLoopMixin, TestLoop):
     """:class:`KNNValLoop` for ``tools/test.py``."""
+
+    split = 'test'
 
     def __init__(self, runner, dataloader, evaluator, bank_dataloader,
                  fp16: bool = False):

@@ -23,7 +23,7 @@ __all__ = [
 _EMULATED_BF16_SLOWDOWN = '13x to 24x'
 
 # Wrapper of each kind of precision, for a plain config wrapper and for one
-# with cls_kd's non-finite step guard.
+# that takes cls_kd's non-finite step guard.
 _WRAPPERS = {
     'bfloat16': {
         'OptimWrapper': 'AutocastOptimWrapper',
@@ -34,7 +34,9 @@ _WRAPPERS = {
         'NonFiniteGuardOptimWrapper': 'NonFiniteGuardAmpOptimWrapper',
     },
 }
-_GUARDED = ('NonFiniteGuardOptimWrapper', 'NonFiniteGuardAmpOptimWrapper')
+# Wrappers that take `skip_nonfinite` (on by default in each).
+_GUARDED = ('NonFiniteGuardOptimWrapper', 'NonFiniteGuardAmpOptimWrapper',
+            'AutocastOptimWrapper')
 
 
 class AmpUnavailableError(RuntimeError):
@@ -156,7 +158,9 @@ def apply_amp(wrapper_cfg: dict,
               choice: AmpChoice) -> Tuple[dict, Optional[str]]:
     """Switch an ``optim_wrapper`` config to the chosen precision.
 
-    A wrapper with cls_kd's non-finite step guard keeps it. Settings that
+    A wrapper with cls_kd's non-finite step guard becomes one with the
+    guard, and keeps its ``skip_nonfinite`` (``False`` stays off); a plain
+    ``OptimWrapper`` or ``AmpOptimWrapper`` stays without it. Settings that
     the new wrapper does not take (``loss_scale`` for bfloat16, ``dtype``
     for ``AmpOptimWrapper``'s float16) are dropped.
 
@@ -169,8 +173,8 @@ def apply_amp(wrapper_cfg: dict,
         config already used the chosen wrapper and dtype).
     """
     cfg = dict(wrapper_cfg)
-    old = cfg.get('type', 'OptimWrapper')
-    guarded = old in _GUARDED or bool(cfg.get('skip_nonfinite'))
+    old = str(cfg.get('type', 'OptimWrapper')).split('.')[-1]  # no scope
+    guarded = old in _GUARDED or 'skip_nonfinite' in cfg
     base = 'NonFiniteGuardOptimWrapper' if guarded else 'OptimWrapper'
     new = _WRAPPERS[choice.dtype][base]
     old_dtype = cfg.get('dtype') or (
@@ -181,8 +185,9 @@ def apply_amp(wrapper_cfg: dict,
     if choice.dtype == 'bfloat16':
         cfg.pop('loss_scale', None)
         cfg['dtype'] = 'bfloat16'
-        if guarded:
-            cfg['skip_nonfinite'] = True
+        # AutocastOptimWrapper guards by default: a plain wrapper stays so.
+        cfg['skip_nonfinite'] = (cfg.get('skip_nonfinite', True)
+                                 if guarded else False)
     else:
         cfg.setdefault('loss_scale', 'dynamic')
         cfg['dtype'] = 'float16'

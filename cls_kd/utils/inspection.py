@@ -1,11 +1,14 @@
 """What the inspection tools (``tools/analysis/print_taps.py``,
 ``tools/analysis/visualize_distill.py``) share: building a config's models,
-and turning captured attention and features into 2-D maps.
+turning captured attention and features into 2-D maps, and the values a
+loss term is called with.
 
 A distiller config gives its student and teachers by name; any other model
 config (e.g. an mmpretrain classifier) gives one model named ``'model'``.
 """
 import copy
+import difflib
+import inspect
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -25,7 +28,8 @@ from .config_paths import config_file, resolve_teacher_paths
 __all__ = [
     'load_config', 'teacher_specs', 'build_config_models', 'forward_model',
     'config_input_size', 'load_student_weights', 'last_attention_modules',
-    'AttentionMap', 'attention_map', 'feature_map'
+    'AttentionMap', 'attention_map', 'feature_positions', 'principal_axis',
+    'feature_map', 'LossInputs', 'loss_term', 'loss_inputs'
 ]
 
 
@@ -219,6 +223,40 @@ def attention_map(cls_row: torch.Tensor, prefix: int) -> AttentionMap:
     return AttentionMap(cls_row.numpy(), prefix, maps.numpy())
 
 
+def feature_positions(value: torch.Tensor,
+                      prefix: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """The positions of a feature map as points, ``(B, h*w, C)``, and the
+    grid ``(h, w)``.
+
+    Args:
+        value (Tensor): A map (B, C, H, W) or tokens (B, N, C).
+        prefix (int): Leading tokens to drop (tokens only); the rest must
+            form a square grid.
+    """
+    if value.dim() == 4:
+        B, C, h, w = value.shape
+        return value.flatten(2).transpose(1, 2), (h, w)  # B, h*w, C
+    if value.dim() == 3:
+        points = value[:, prefix:]
+        return points, token_grid(points.shape[1], who='feature tokens',
+                                  option=None)
+    raise ValueError(f'a feature map needs B×C×H×W or B×N×C, got shape '
+                     f'{tuple(value.shape)}')
+
+
+def principal_axis(
+        points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The mean ``(B, 1, C)`` and first principal direction ``(B, C)`` of
+    each image's points ``(B, P, C)``, its sign chosen so that the largest
+    projection of the points is positive."""
+    centre = points.mean(dim=1, keepdim=True)
+    direction = torch.linalg.svd(points - centre,
+                                 full_matrices=False)[2][:, 0]
+    proj = torch.einsum('bpc,bc->bp', points - centre, direction)  # B, P
+    peak = proj.gather(1, proj.abs().argmax(1, keepdim=True))
+    return centre, direction * peak.sign()
+
+
 def feature_map(value: torch.Tensor, prefix: int,
                 reduce: str = 'pca') -> np.ndarray:
     """One value per position of a feature map, (B, h, w).
@@ -228,24 +266,93 @@ def feature_map(value: torch.Tensor, prefix: int,
         prefix (int): Leading tokens to drop (tokens only); the rest must
             form a square grid.
         reduce (str): ``'pca'``: the projection on the first principal
-            component of the image's positions, its sign chosen so that the
-            largest entry is positive; ``'mean'``: the channel mean.
+            component of the image's positions (:func:`principal_axis`);
+            ``'mean'``: the channel mean.
     """
-    if value.dim() == 4:
-        B, C, h, w = value.shape
-        points = value.flatten(2).transpose(1, 2)  # B, h*w, C
-    elif value.dim() == 3:
-        points = value[:, prefix:]
-        B, P, C = points.shape
-        h, w = token_grid(P, who='feature tokens', option=None)
-    else:
-        raise ValueError(f'a feature map needs B×C×H×W or B×N×C, got shape '
-                         f'{tuple(value.shape)}')
+    points, (h, w) = feature_positions(value, prefix)
     points = points.double()
     if reduce == 'mean':
-        return points.mean(-1).reshape(B, h, w).numpy()
-    centred = points - points.mean(dim=1, keepdim=True)
-    direction = torch.linalg.svd(centred, full_matrices=False)[2][:, 0]
-    proj = torch.einsum('bpc,bc->bp', centred, direction)  # B, P
-    peak = proj.gather(1, proj.abs().argmax(1, keepdim=True))
-    return (proj * peak.sign()).reshape(B, h, w).numpy()
+        return points.mean(-1).reshape(-1, h, w).numpy()
+    centre, direction = principal_axis(points)
+    proj = torch.einsum('bpc,bc->bp', points - centre, direction)
+    return proj.reshape(-1, h, w).numpy()
+
+
+@dataclass
+class LossInputs:
+    """What one loss term of a distiller was called with in one step.
+
+    Args:
+        name (str): The term (a key of ``model.losses``).
+        loss (nn.Module): Its loss module.
+        expressions (dict): ``argument -> expression`` as configured (a
+            string, or a list of them), in the order of the loss's
+            ``forward`` signature.
+        values (dict): ``argument -> value`` the loss module got, in the
+            same order.
+        value (Tensor): The loss module's output: its own weight (e.g.
+            ``loss_weight``) applied, the term's schedule factor not.
+    """
+    name: str
+    loss: nn.Module
+    expressions: Dict[str, object]
+    values: Dict[str, object]
+    value: torch.Tensor
+
+
+def loss_term(distiller: nn.Module, name: str):
+    """The loss term ``name`` of a distiller (a ``LossTerm``).
+
+    Raises:
+        ValueError: No such term; the message lists the closest names and
+            all of them.
+    """
+    terms = {term.name: term for term in distiller.wiring.terms}
+    if name not in terms:
+        close = difflib.get_close_matches(name, list(terms), cutoff=0.75)
+        raise ValueError(f'no loss term {name!r} in model.losses; closest: '
+                         f'{close}, terms: {sorted(terms)}.')
+    return terms[name]
+
+
+def loss_inputs(distiller: nn.Module, name: str, inputs: torch.Tensor,
+                data_samples) -> LossInputs:
+    """Run one training step of ``distiller`` restricted to the loss term
+    ``name`` (no autograd, the modules' current train/eval modes) and
+    return the values its loss module was called with: the taps and
+    outputs after their connectors, evaluated by the distiller's own
+    wiring.
+
+    Args:
+        distiller (BaseDistiller): A built distiller.
+        name (str): A loss term of its ``model.losses``.
+        inputs (Tensor): A preprocessed batch, (B, 3, H, W).
+        data_samples (list[DataSample]): The batch's samples (the student's
+            supervised loss of a classification distiller reads labels).
+
+    Raises:
+        ValueError: ``name`` is not a loss term (see :func:`loss_term`).
+    """
+    term = loss_term(distiller, name)
+    seen = {}
+
+    def record(module, args, kwargs, output):
+        seen.update(values=dict(kwargs), value=output)
+
+    handle = term.module.register_forward_hook(record, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            # The step itself, with this term as the only active one.
+            distiller._loss(inputs, data_samples, [(term, 1.0)])
+    finally:
+        handle.remove()
+    order = list(inspect.signature(term.module.forward).parameters)
+    args = sorted(term.inputs, key=order.index)
+    texts = {
+        arg: [str(e) for e in term.inputs[arg]]
+        if isinstance(term.inputs[arg], tuple) else str(term.inputs[arg])
+        for arg in args
+    }
+    return LossInputs(name, term.module, texts,
+                      {arg: seen['values'][arg] for arg in args},
+                      seen['value'])

@@ -16,7 +16,10 @@ default_scope = 'cls_kd'
 # scope: the hook dict inherited from mmpretrain carries its scope.
 default_hooks = dict(
     checkpoint=dict(type='SafeCheckpointHook', save_best='accuracy/top1',
-                    rule='greater', _scope_='cls_kd'))
+                    rule='greater', _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 n_last_blocks = 4
 model = dict(
@@ -80,6 +83,8 @@ test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
     optimizer=dict(type='SGD', lr=0.001 * 1024 / 256, momentum=0.9,
                    weight_decay=0.0),
     # Fused SGD on CUDA.

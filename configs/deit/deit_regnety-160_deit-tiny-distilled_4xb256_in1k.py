@@ -15,7 +15,10 @@ default_scope = 'cls_kd'
 # Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
 # scope: the hook dict inherited from mmpretrain carries its scope.
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     _delete_=True,
@@ -65,6 +68,8 @@ model = dict(
 # one optimizer group per parameter; merged, it needs a handful. No gradient
 # clip: main.py --clip-grad None (mmpretrain's config: 5).
 optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
     constructor='MergedGroupsOptimWrapperConstructor', clip_grad=None)
 # timm's cosine scheduler as main.py builds it, stepped once an epoch: a
 # 5-epoch linear warm-up from --warmup-lr 1e-6 (1e-3 x the lr) towards the

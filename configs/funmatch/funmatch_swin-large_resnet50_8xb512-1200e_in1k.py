@@ -66,7 +66,8 @@ test_dataloader = val_dataloader
 # (lr x wd x param) that is weight_decay = 3e-4 / 0.03 = 0.01.
 optim_wrapper = dict(
     _delete_=True,
-    type='OptimWrapper',
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
     optimizer=dict(
         type='AdamW', lr=0.03, betas=(0.9, 0.999), eps=1e-8,
         weight_decay=0.01),

@@ -17,7 +17,10 @@ default_scope = 'cls_kd'
 # Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
 # scope: the hook dict inherited from mmpretrain carries its scope.
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     _delete_=True,
@@ -38,5 +41,8 @@ model = dict(
 train_dataloader = dict(batch_size=128)
 # The recipe's paramwise_cfg (no decay on norms, biases, tokens) would make
 # one optimizer group per parameter; merged, it needs a handful.
-optim_wrapper = dict(constructor='MergedGroupsOptimWrapperConstructor')
+optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
+    constructor='MergedGroupsOptimWrapperConstructor')
 param_scheduler = _base_.paper_param_scheduler

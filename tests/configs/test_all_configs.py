@@ -120,3 +120,16 @@ def test_metafiles_point_at_existing_configs():
             assert osp.basename(model['Config']) == model['Name'] + '.py'
             assert osp.isfile(osp.join(ROOT, meta['Collections'][0]
                                        ['README'])), path
+
+
+def test_every_config_syncs_buffers_before_validation_and_saving():
+    """Multi-process runs validate and save the same BatchNorm statistics
+    on every rank: the ImageNet configs, whose runtime base is mmpretrain's,
+    add the hook themselves."""
+    missing = []
+    for config in CONFIGS:
+        cfg = Config.fromfile(osp.join(ROOT, config))
+        hook = (cfg.get('default_hooks') or {}).get('sync_buffers') or {}
+        if hook.get('type') != 'SyncStudentBuffersHook':
+            missing.append(config)
+    assert not missing, f'no SyncStudentBuffersHook in: {missing}'

@@ -52,7 +52,8 @@ def test_phases_pixels_and_a_frozen_teacher():
     state = {k: v.clone() for k, v in teacher.state_dict().items()}
     synthesizer = DeepInversionSynthesizer(
         teacher, MEAN, STD, to_rgb=True,
-        phases=[dict(size=4, iters=2), dict(size=8, iters=3)], jitter=2)
+        phases=[dict(size=4, iters=2), dict(size=8, iters=3)], jitter=2,
+        warmup_iters=0)
     result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
     synthesizer.close()
     # The teacher saw the pooled images, then the full ones, then the final
@@ -71,9 +72,10 @@ def test_phases_pixels_and_a_frozen_teacher():
 
 def test_same_generator_same_images_and_bgr_teachers_give_rgb():
     teacher = _frozen(TinyClassifier())
-    phases = [dict(size=8, iters=2)]
+    phases = [dict(size=8, iters=2)]  # no warm-up: short phases
     synthesizer = DeepInversionSynthesizer(teacher, MEAN, STD, to_rgb=True,
-                                           phases=phases, jitter=1)
+                                           phases=phases, jitter=1,
+                                           warmup_iters=0)
     first = synthesizer.synthesize(LABELS, batch_generator(3, 1)).images
     again = synthesizer.synthesize(LABELS, batch_generator(3, 1)).images
     other = synthesizer.synthesize(LABELS, batch_generator(3, 2)).images
@@ -86,7 +88,7 @@ def test_same_generator_same_images_and_bgr_teachers_give_rgb():
     for to_rgb in (True, False):
         synthesizer = DeepInversionSynthesizer(
             teacher, [100.] * 3, [60.] * 3, to_rgb=to_rgb, phases=phases,
-            jitter=1)
+            jitter=1, warmup_iters=0)
         runs.append(synthesizer.synthesize(LABELS, batch_generator(3, 1)))
         synthesizer.close()
     assert np.array_equal(runs[1].images, runs[0].images[..., ::-1])
@@ -96,7 +98,7 @@ def test_grayscale_optimises_one_channel():
     teacher = _frozen(TinyClassifier())
     synthesizer = DeepInversionSynthesizer(
         teacher, [80.] * 3, [90.] * 3, phases=[dict(size=8, iters=2)],
-        jitter=0, grayscale=True)
+        warmup_iters=0, jitter=0, grayscale=True)
     result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
     assert result.images.shape == (4, 8, 8, 1)
     assert teacher.sizes[-1] == (3, 8, 8)
@@ -105,7 +107,8 @@ def test_grayscale_optimises_one_channel():
 def test_student_and_intra_divergence_terms():
     teacher, student = _frozen(TinyClassifier()), _frozen(TinyClassifier())
     synthesizer = DeepInversionSynthesizer(
-        teacher, MEAN, STD, phases=[dict(size=8, iters=2)], student=student,
+        teacher, MEAN, STD, phases=[dict(size=8, iters=2)], warmup_iters=0,
+        student=student,
         student_preprocessor=dict(mean=[0., 0., 0.], std=[255.] * 3),
         intra_divergence=dict(diversity=1., boundary=1., margin=1.))
     result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
@@ -139,7 +142,7 @@ def test_teacher_size_shows_resized_images_and_writes_small_ones():
     synthesizer = DeepInversionSynthesizer(
         teacher, MEAN, STD, to_rgb=True, teacher_size=16,
         phases=[dict(size=4, iters=2), dict(size=8, iters=1)], jitter=0,
-        flip=False)
+        flip=False, warmup_iters=0)
     result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
     synthesizer.close()
     assert teacher.sizes == [(3, 16, 16)] * 4

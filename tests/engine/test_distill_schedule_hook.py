@@ -1,3 +1,4 @@
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ from cls_kd.engine.hooks import (
     StopDistillHook,
     add_schedule_hook,
 )
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.registry import HOOKS, MODELS
 
 cls_kd.register_all_modules()
@@ -113,8 +115,36 @@ def test_stop_distill_hook_becomes_a_stage(distiller):
 def test_stop_hook_built_from_registry_and_validates():
     hook = HOOKS.build(dict(type='StopDistillHook', stop_epoch=3))
     assert isinstance(hook, DistillScheduleHook) and hook.stop_epoch == 3
-    with pytest.raises(ValueError, match='stop_epoch must be >= 0, got -1'):
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'StopDistillHook.stop_epoch must be an integer >= 0, got -1.')):
         StopDistillHook(stop_epoch=-1)
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'StopDistillHook.student_loss_weight must be a finite number >= '
+            '0, got nan.')):
+        StopDistillHook(stop_epoch=2, student_loss_weight=float('nan'))
+
+
+class WarningLogger(FakeLogger):
+
+    def warning(self, message):
+        self.messages.append(message)
+
+
+@pytest.mark.parametrize('max_epochs, warned', [(3, False), (2, True)])
+def test_stage_beyond_the_run_is_reported(distiller, max_epochs, warned):
+    """A Runner built without tools/train.py (whose fitting drops such a
+    stage) warns that the stage never runs."""
+    distiller.stage_plan.add_stop(2, 1.0)
+    fake = runner(distiller)
+    fake.logger, fake.max_epochs = WarningLogger(), max_epochs
+    DistillScheduleHook().before_train(fake)
+    expected = ('Distillation stage 1 would start at epoch 3 '
+                '(model.stages[0].end=2) but max_epochs=2: it never runs.')
+    messages = fake.logger.messages
+    if warned:
+        assert len(messages) == 1 and messages[0].startswith(expected)
+    else:
+        assert messages == []
 
 
 def test_non_distiller_is_ignored():

@@ -180,8 +180,8 @@ def test_consecutive_skips_stop_training_and_finite_step_resets(hub):
 
 
 def test_bad_max_consecutive_skips_is_refused():
-    with pytest.raises(ValueError, match='max_consecutive_skips must be an '
-                       r'int >= 1, got 0\.'):
+    with pytest.raises(ValueError, match=r'optim_wrapper\.max_consecutive_'
+                       r'skips must be an int >= 1, got 0\.'):
         _guarded(_model(), max_consecutive_skips=0)
 
 
@@ -192,14 +192,23 @@ def test_state_dict_round_trip_and_old_checkpoints(hub):
     wrapper.update_params(_loss(model, x))
     for _ in range(2):
         wrapper.update_params(_loss(model, x, NAN))
+    wrapper.update_params(_loss(model, x))
+    wrapper.update_params(_loss(model, x, NAN))
     state = wrapper.state_dict()
-    assert state['nonfinite_guard'] == dict(skips=2, consecutive=2)
+    assert state['nonfinite_guard'] == dict(skips=3, consecutive=1,
+                                            longest=2)
 
     resumed = _guarded(_model(), optimizer='Adam')
     resumed.load_state_dict(state)
-    assert (resumed.nonfinite_skips, resumed.consecutive_skips) == (2, 2)
+    assert (resumed.nonfinite_skips, resumed.consecutive_skips,
+            resumed.longest_skip_run) == (3, 1, 2)
     assert 'nonfinite_guard' in state  # the caller's dict is not consumed
-    assert float(resumed.optimizer.state_dict()['state'][0]['step']) == 1
+    assert float(resumed.optimizer.state_dict()['state'][0]['step']) == 2
+
+    # Saved before the longest run was kept: the current run stands in.
+    state['nonfinite_guard'] = dict(skips=3, consecutive=1)
+    resumed.load_state_dict(state)
+    assert resumed.longest_skip_run == 1
 
     old_model = _model()
     old = OptimWrapper(torch.optim.Adam(old_model.parameters(), lr=0.1))
@@ -228,12 +237,13 @@ def test_built_from_cls_kd_registry_and_autocast_guard(hub):
     autocast.update_params(loss)
     assert _same(params, model) and autocast.consecutive_skips == 1
 
-    unguarded = OPTIM_WRAPPERS.build(
+    by_default = OPTIM_WRAPPERS.build(
         dict(type='AutocastOptimWrapper',
              optimizer=torch.optim.SGD(model.parameters(), lr=0.1)))
-    unguarded.update_params(_loss(model, x, NAN))
-    assert torch.isnan(model.weight).all()
-    assert 'nonfinite_guard' not in unguarded.state_dict()
+    by_default.update_params(_loss(model, x, NAN))
+    assert _same(params, model) and by_default.skip_nonfinite is True
+    assert by_default.state_dict()['nonfinite_guard'] == dict(
+        skips=1, consecutive=1, longest=1)
 
 
 def test_amp_wrapper_unscales_before_checking(hub, monkeypatch):
@@ -373,3 +383,229 @@ def test_runner_logs_skips_and_stops(tmp_path):
     assert ('Skipped the optimizer step at iter 3: non-finite loss and '
             'gradients on at least one rank (1 in a row, 1 in total)') in log
     assert 'nonfinite_skips: 3' in log
+
+
+def test_bad_skip_nonfinite_is_refused():
+    with pytest.raises(ValueError, match=r"optim_wrapper\.skip_nonfinite "
+                       r"must be True or False, got 'no'\."):
+        _guarded(_model(), skip_nonfinite='no')
+
+
+@pytest.mark.parametrize('kind', [
+    'NonFiniteGuardOptimWrapper', 'NonFiniteGuardAmpOptimWrapper',
+    'AutocastOptimWrapper'
+])
+def test_one_key_turns_the_guard_off(kind, hub, monkeypatch):
+    """``--cfg-options optim_wrapper.skip_nonfinite=False`` on each guarded
+    wrapper: nothing is checked, counted or saved."""
+    import argparse
+
+    from mmengine.config import Config, DictAction
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available',
+                        lambda: True)  # the AMP wrapper, on CPU
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    options = parser.parse_args(
+        ['--cfg-options', 'optim_wrapper.skip_nonfinite=False']).cfg_options
+    cfg = Config(
+        dict(optim_wrapper=dict(type=kind, optimizer=dict(type='SGD',
+                                                          lr=0.1))))
+    cfg.merge_from_dict(options)
+    model = _model()
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert wrapper.skip_nonfinite is False
+    if kind == 'NonFiniteGuardAmpOptimWrapper':
+        wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=4.0)
+    with wrapper.optim_context(model):
+        assert not model._forward_hooks  # nothing recorded either
+    wrapper.update_params(_loss(model, torch.randn(4, 3), NAN))
+    if kind == 'NonFiniteGuardAmpOptimWrapper':
+        # mmengine's GradScaler skips it on its own, as without the guard.
+        assert wrapper.loss_scaler.get_scale() == 2.0
+    else:
+        assert torch.isnan(model.weight).all()
+    assert wrapper.nonfinite_skips == 0
+    assert 'train/nonfinite_skips' not in hub.log_scalars
+    assert 'nonfinite_guard' not in wrapper.state_dict()
+
+
+def _toy_runner(tmp_path, poison, **wrapper):
+    return Runner(
+        model=_Toy(),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=[dict(x=torch.randn(3), poison=p) for p in poison],
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=1,
+            collate_fn=dict(type='pseudo_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=len(poison)),
+        optim_wrapper=dict(
+            type='NonFiniteGuardOptimWrapper',
+            optimizer=dict(type='SGD', lr=0.1), **wrapper),
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=1)),
+        default_scope='cls_kd',
+        experiment_name=f'nonfinite-{uuid.uuid4()}')
+
+
+def _log_of(runner):
+    with open(os.path.join(runner.log_dir, f'{runner.timestamp}.log')) as f:
+        return f.read()
+
+
+@pytest.mark.parametrize('poison, line', [
+    ([1.0, NAN, NAN, 1.0, INF, 1.0],
+     'WARNING - non-finite steps skipped: 3 (max in a row 2; 3 in a row '
+     'stop the run)'),
+    ([1.0, 1.0], 'INFO - non-finite steps skipped: 0 (max in a row 0; 3 in '
+     'a row stop the run)'),
+])
+def test_summary_line_at_the_end_of_training(tmp_path, poison, line):
+    runner = _toy_runner(tmp_path, poison, max_consecutive_skips=3)
+    runner.train()
+    log = _log_of(runner)
+    assert log.count('non-finite steps skipped') == 1
+    assert line in log
+
+
+def test_no_summary_line_with_the_guard_off(tmp_path):
+    runner = _toy_runner(tmp_path, [1.0, 1.0], skip_nonfinite=False)
+    runner.train()
+    assert 'non-finite steps skipped' not in _log_of(runner)
+
+
+class _TwoTerms(BaseModel):
+    """``loss_a`` is 0.25, ``loss_b`` infinite."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        out = self.linear(inputs)
+        return dict(loss_a=out.mean() * 0 + 0.25,
+                    loss_b=out.abs().mean() * INF,
+                    accuracy=torch.tensor(50.))
+
+
+def _samples(n):
+    from mmpretrain.structures import DataSample
+    return [DataSample(metainfo=dict(img_path=f'data/img{i}.png'))
+            for i in range(n)]
+
+
+def _stop_message(model, data, steps=2):
+    wrapper = _guarded(model, max_consecutive_skips=steps)
+    for _ in range(steps - 1):
+        model.train_step(data, wrapper)
+    with pytest.raises(NonFiniteStepError) as error:
+        model.train_step(data, wrapper)
+    return str(error.value)
+
+
+def test_stop_message_names_the_loss_terms_and_images(hub, warnings):
+    message = _stop_message(
+        _TwoTerms(), dict(inputs=torch.randn(6, 3), data_samples=_samples(6)))
+    assert message.endswith(
+        'raise max_consecutive_skips (now 2).\n'
+        'The last forward of that step, on this rank:\n'
+        '  loss terms: loss_a=0.25, loss_b=inf, accuracy=50 (not finite: '
+        'loss_b)\n'
+        '  images of the batch (first 4 of 6): data/img0.png, data/img1.png, '
+        'data/img2.png, data/img3.png')
+
+
+def test_stop_message_names_the_samples_with_nonfinite_inputs(hub, warnings):
+    inputs = torch.randn(3, 3)
+    inputs[2, 1] = NAN
+    message = _stop_message(
+        _TwoTerms(), dict(inputs=inputs, data_samples=_samples(3)))
+    assert message.endswith(
+        '  loss terms: loss_a=nan, loss_b=nan, accuracy=50 (not finite: '
+        'loss_a, loss_b)\n'
+        '  samples whose input holds nan/inf after preprocessing (1): 2 '
+        '(data/img2.png)\n'
+        '  images of the batch (first 3 of 3): data/img0.png, data/img1.png, '
+        'data/img2.png')
+
+
+def test_stop_message_of_a_plain_mmpretrain_classifier(hub, warnings,
+                                                        tiny_vit):
+    from mmpretrain.models import ImageClassifier  # noqa: F401
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    model = MMPRETRAIN_MODELS.build(tiny_vit())
+    model.backbone.register_forward_hook(
+        lambda module, args, out: tuple(o * INF for o in out))
+    samples = [s.set_gt_label(i) for i, s in enumerate(_samples(2))]
+    images = [torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+              for _ in samples]
+    message = _stop_message(model, dict(inputs=images, data_samples=samples),
+                            steps=3)
+    assert message.startswith('3 optimizer steps in a row had a non-finite '
+                              'loss and gradients')
+    assert message.endswith(
+        'The last forward of that step, on this rank:\n'
+        '  loss terms: loss=nan (not finite: loss)\n'
+        '  images of the batch (first 2 of 2): data/img0.png, data/img1.png')
+
+
+def test_train_tool_stops_a_digits_kd_run_nonzero(repo_root, digits_root,
+                                                  tmp_path):
+    """tools/train.py on the digits KD config with an infinite KD term:
+    two skipped steps, then exit status 1 and a message that names the term
+    and the images."""
+    (tmp_path / 'inf_kd_loss.py').write_text(
+        'from cls_kd.models.losses import KDLoss\n'
+        'from cls_kd.registry import MODELS\n\n\n'
+        '@MODELS.register_module()\n'
+        'class InfKDLoss(KDLoss):\n\n'
+        '    def forward(self, logits_s, logits_t):\n'
+        '        return super().forward(logits_s, logits_t) * float("inf")\n')
+    config = tmp_path / 'inf_kd.py'
+    config.write_text(
+        f'_base_ = [{repo_root + "/configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py"!r}]\n'  # noqa: E501
+        "custom_imports = dict(imports=['inf_kd_loss'])\n"
+        "model = dict(losses=dict(loss_kd=dict(type='InfKDLoss')))\n"
+        'optim_wrapper = dict(max_consecutive_skips=2)\n')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(tmp_path))
+    proc = subprocess.run(
+        [
+            sys.executable, 'tools/train.py', str(config), '--work-dir',
+            str(tmp_path / 'work'), '--no-validate', '--cfg-options',
+            f'train_dataloader.dataset.data_root={digits_root}',
+            'train_dataloader.dataset.indices=16',
+            'train_dataloader.batch_size=8', 'train_cfg.max_epochs=1',
+            'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False',
+            'model.teacher.random_init=True'
+        ],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert ('NonFiniteStepError: 2 optimizer steps in a row had a '
+            'non-finite loss and gradients') in proc.stderr
+    terms = next(line for line in proc.stderr.splitlines()
+                 if line.startswith('  loss terms: '))
+    assert 'loss_kd=inf' in terms and terms.endswith('(not finite: loss_kd)')
+    assert f'  images of the batch (first 4 of 8): {digits_root}/train/' \
+        in proc.stderr
+
+
+def test_large_finite_gradients_are_not_skipped(hub):
+    """The fast 2-norm overflows on them; the exact check lets them step."""
+    grads = [torch.tensor([1e20, 1e20]), torch.full((70000, ), 300.,
+                                                    dtype=torch.float16)]
+    params = [torch.zeros_like(g, requires_grad=True) for g in grads]
+    for p, g in zip(params, grads):
+        p.grad = g
+    cpu = torch.device('cpu')
+    for i in range(2):
+        assert not non_finite.grads_are_finite(params[i:i + 1], cpu,
+                                               exact=False)
+        assert non_finite.grads_are_finite(params[i:i + 1], cpu)
+    model = _model()
+    wrapper = _guarded(model)
+    model.weight.register_hook(lambda grad: grad * 1e25)
+    wrapper.update_params(_loss(model, torch.randn(4, 3)))
+    assert wrapper.nonfinite_skips == 0
+    assert torch.isfinite(model.weight).all() and \
+        model.weight.abs().max() > 1e20

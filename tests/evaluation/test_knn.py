@@ -1,9 +1,15 @@
+import re
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
+from mmengine.evaluator import Evaluator
+from torch.utils.data import DataLoader, Dataset
 
 import cls_kd
-from cls_kd.evaluation import KNNAccuracy, knn_predict
+from cls_kd.evaluation import KNNAccuracy, KNNTestLoop, KNNValLoop, knn_predict
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.registry import LOOPS, METRICS
 
 cls_kd.register_all_modules()
@@ -65,9 +71,79 @@ def test_metric_without_bank_says_how():
         metric.compute_metrics([(torch.zeros(3), 0)])
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match='k >= 1'):
-        KNNAccuracy(k=0)
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(k=0), 'KNNAccuracy.k must be an integer >= 1, got 0.'),
+    (dict(k=2.5), 'KNNAccuracy.k must be an integer >= 1, got 2.5.'),
+    (dict(temperature=0),
+     'KNNAccuracy.temperature must be a finite number > 0, got 0.'),
+    (dict(temperature=float('nan')),
+     'KNNAccuracy.temperature must be a finite number > 0, got nan.'),
+    (dict(topk=(1, 0)), 'KNNAccuracy.topk[1] must be an integer >= 1, '
+     'got 0.'),
+    (dict(topk=()), 'KNNAccuracy.topk must name at least one k'),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        KNNAccuracy(**kwargs)
+
+
+def test_knn_predict_refuses_more_neighbours_than_bank():
+    bank = torch.randn(4, 3)
+    with pytest.raises(ValueError, match='k=5 neighbours asked of a feature '
+                       'bank of 4'):
+        knn_predict(torch.randn(2, 3), bank, torch.zeros(4).long(), 2, k=5)
+
+
+def test_metric_refuses_small_bank_and_large_topk():
+    metric = KNNAccuracy(k=5, topk=(1, ))
+    metric.set_bank(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'KNNAccuracy.k=5 neighbours, but the feature bank has 4 '
+            'images; set k <= 4')):
+        metric.compute_metrics([(torch.randn(3), 0)])
+    metric = KNNAccuracy(k=2, topk=(1, 5))
+    metric.set_bank(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]))
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'KNNAccuracy.topk=(1, 5) asks for the top 5 of 3 classes; '
+            'keep each value <= 3.')):
+        metric.compute_metrics([(torch.randn(3), 0)])
+
+
+class NeverRead(Dataset):
+    """A labelled bank of ``size`` images of three classes whose images
+    must not be read (the checks come before any feature extraction)."""
+
+    metainfo = dict(classes=('a', 'b', 'c'))
+
+    def __init__(self, size):
+        self.size = size
+
+    def __len__(self):
+        return self.size
+
+    def __getitem__(self, index):
+        raise AssertionError('the bank was read before the checks')
+
+
+def build_loop(loop, bank_size, **metric):
+    runner = SimpleNamespace(visualizer=SimpleNamespace(), seed=0)
+    loader = DataLoader(NeverRead(bank_size))
+    return loop(runner, loader, Evaluator([KNNAccuracy(**metric)]), loader)
+
+
+@pytest.mark.parametrize('loop, split', [(KNNValLoop, 'val'),
+                                         (KNNTestLoop, 'test')])
+def test_loop_checks_k_and_topk_before_extraction(loop, split):
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            f'{split}_evaluator with {split}_cfg.bank_dataloader: '
+            'KNNAccuracy.k=20 neighbours, but the feature bank has 12 '
+            'images; set k <= 12')):
+        build_loop(loop, 12, k=20, topk=(1, ))
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'KNNAccuracy.topk=(1, 5) asks for the top 5 of 3 classes')):
+        build_loop(loop, 12, k=10, topk=(1, 5))
+    built = build_loop(loop, 12, k=12, topk=(1, 3))
+    assert built.num_classes == 3
 
 
 def test_loops_registered():

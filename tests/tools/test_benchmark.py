@@ -117,23 +117,24 @@ def test_speed_table_needs_reference_results(tmp_path):
         speed_table.main([str(path)])
 
 
-@pytest.mark.parametrize('config, message', [
+@pytest.mark.parametrize('config, option, message', [
     ('configs/scalekd/scalekd_vit-4x64-p8_resnet18-c4_1xb64_digits.py',
-     r'loss_\w+: \w+ is not written out in the reference'),
-    ('configs/dearkd/dearkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
-     'the config has stages'),
+     'model.losses.loss_s3.inputs.preds=cap3(s_s3)',  # no TPP
+     r"loss_s3: DualViewMimicLoss reads \{'preds': 'cap3\(s_s3\)'"),
+    ('configs/attndistill/attndistill_vit-4x64-p8_vit-4x32-p8_1xb64_'
+     'digits.py', 'model.taps.s_attn.selector.query=0',
+     r'loss_attn: AttnDistillAttentionLoss reads .* a student and a teacher '
+     r"tap with selector \{'type': 'attn_probs', 'query': 'cls'\}"),
     ('configs/kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py',
+     'model.losses.loss_kd.inputs.logits_s=logits_t',  # the teacher's twice
      r"loss_kd: KDLoss reads \{'logits_s': 'logits_t'"),
 ])
-def test_benchmark_reference_refuses_other_work(config, message,
+def test_benchmark_reference_refuses_other_work(config, option, message,
                                                 monkeypatch):
     monkeypatch.chdir(ROOT)
-    options = []
-    if config.startswith('configs/kd/'):  # the teacher's logits twice
-        options = ['--cfg-options',
-                   'model.losses.loss_kd.inputs.logits_s=logits_t']
     with pytest.raises(SystemExit, match='--reference: ' + message):
-        benchmark.main([config, '--device', 'cpu', '--reference', *options])
+        benchmark.main([config, '--device', 'cpu', '--reference',
+                        '--cfg-options', option])
 
 
 def _built(config, **options):
@@ -239,6 +240,22 @@ def test_reference_optimizer_follows_cls_kds(monkeypatch):
         id(p) for p in no_decay[0]['params']}
 
 
+def test_float16_wrapper_runs_in_float32_on_the_cpu(monkeypatch, capsys):
+    """mmengine's AmpOptimWrapper refuses CPUs: without --amp the benchmark
+    times the config's float32 wrapper there, and says so."""
+    monkeypatch.chdir(ROOT)
+    model, cfg = _built(KD_CONFIG, **{
+        'optim_wrapper.type': 'NonFiniteGuardAmpOptimWrapper',
+        'optim_wrapper.dtype': 'float16',
+        'optim_wrapper.loss_scale': 'dynamic'})
+    wrapper = benchmark.build_wrapper(model, cfg, None, torch.device('cpu'))
+    assert type(wrapper).__name__ == 'NonFiniteGuardOptimWrapper'
+    assert not hasattr(wrapper, 'cast_dtype') and wrapper.skip_nonfinite
+    assert ('NonFiniteGuardAmpOptimWrapper (float16 with loss scaling) needs '
+            'a GPU: NonFiniteGuardOptimWrapper (float32) on the CPU'
+            ) in capsys.readouterr().out
+
+
 def test_reference_runs_under_the_wrappers_autocast(monkeypatch):
     monkeypatch.chdir(ROOT)
     from cls_kd.utils import choose_amp
@@ -298,3 +315,50 @@ def test_reference_step_updates_the_student(monkeypatch):
     # The distiller's own student did not move (the reference has copies).
     assert all(torch.equal(p, before[n])
                for n, p in model.student.named_parameters())
+
+
+# ------------------------------------------------------------- --guard
+def test_guard_option_parsing():
+    assert benchmark.parse_args([KD_CONFIG]).guard == 'config'
+    assert benchmark.parse_args([KD_CONFIG, '--guard', 'both']).guard == \
+        'both'
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([KD_CONFIG, '--guard', 'twice'])
+
+
+def test_benchmark_guard_both_times_both_steps(tmp_path, monkeypatch,
+                                               capsys):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / 'results.json'
+    benchmark.main([
+        KD_CONFIG, '--device', 'cpu', '--iters', '3', '--warmup', '1',
+        '--batch-size', '4', '--guard', 'both', '--out',
+        str(out)
+    ])
+    results = json.loads(out.read_text())
+    assert results['nonfinite_guard'] is True
+    assert len(results['step_ms']) == len(
+        results['guard_off']['step_ms']) == 3
+    on, off = results['step_ms'], results['guard_off']['step_ms']
+    assert results['guard_cost'] == pytest.approx(
+        np.mean(on) / np.mean(off) - 1)
+    assert results['guard_cost_paired'] == pytest.approx(
+        np.median(np.subtract(on, off)) / np.median(off))
+    assert results['guard_check_share'] == pytest.approx(
+        results['guard_check_ms'] / results['guard_off']['step_ms_mean'])
+    printed = capsys.readouterr().out
+    assert '[guard off] warm-up 1/1' in printed
+    rows = [line.split('  ')[0] for line in printed.splitlines()]
+    assert {'step time', 'non-finite guard', 'step, guard off',
+            'guard cost', 'guard check alone'} <= set(rows)
+
+
+def test_benchmark_guard_needs_a_guarded_wrapper(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit, match=r"--guard both: the config's "
+                       'OptimWrapper has no non-finite step guard; set '
+                       'optim_wrapper.type to NonFiniteGuardOptimWrapper'):
+        benchmark.main([
+            KD_CONFIG, '--device', 'cpu', '--guard', 'both', '--cfg-options',
+            'optim_wrapper.type=OptimWrapper'
+        ])

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import shlex
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from cls_kd.datafree import (
     class_folder_names,
     rank_batches,
 )
+from cls_kd.datafree.grid import draw_synthesis_grid
 from cls_kd.models.distillers.teacher import build_teacher
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -116,8 +118,17 @@ def test_folder_manifest_and_dataset(full_run):
     assert set(batches[0]['losses']) == {'ce', 'tv', 'l2', 'bn', 'total'}
     assert all(0 <= b['teacher_top1'] <= 1 and b['seconds'] > 0
                for b in batches)
-    grid = np.asarray(Image.open(osp.join(out, 'grid.png')))
-    assert grid.shape == (10 * 8, 10 * 8)
+    # Per image, in batch order: the teacher's probability of the image's
+    # class and its top-1 class, whose agreement is the batch's top-1.
+    for b in batches:
+        labels = balanced_labels(b['index'], 4, 10).tolist()
+        assert len(b['teacher_probs']) == 4
+        assert all(0 <= p <= 1 for p in b['teacher_probs'])
+        assert b['teacher_top1'] == pytest.approx(np.mean(
+            [p == k for p, k in zip(b['teacher_predictions'], labels)]))
+    assert f'{out}/grid.png (other classes or counts: python ' \
+        f'tools/analysis/synthesis_grid.py {out} --num-classes N ' \
+        f'--per-class M).' in stdout
 
     from mmpretrain.datasets import CustomDataset
     dataset = CustomDataset(data_root=out, data_prefix='train', pipeline=[])
@@ -137,14 +148,23 @@ def test_resume_skips_finished_batches_and_matches(full_run, tmp_path,
     tool.main(args + ['--max-batches', '2'])
     assert '3 of 5 batches left' in capsys.readouterr().out
     with open(osp.join(out, 'manifest.json')) as f:
-        assert json.load(f)['complete'] is False
+        manifest = json.load(f)
+    assert manifest['complete'] is False
+    # What finishes the run (tools/train.py names it for such a folder):
+    # the same settings, without --max-batches.
+    command = shlex.split(manifest['command'])
+    assert command[:5] == [
+        'python',
+        osp.join(ROOT, 'tools', 'synthesize.py'), CONFIG, '--out', out
+    ]
+    assert command[5:] == ['--cfg-options', *TINY]
     finished = sorted(
         osp.join(root, name) for root, _, names in os.walk(out)
         for name in names if 'b00000' in name or 'b00001' in name)
     assert len(finished) == 2 * 4 + 2  # the PNGs and the records
     mtimes = {p: os.stat(p).st_mtime_ns for p in finished}
 
-    tool.main(args)
+    tool.main(command[2:])
     stdout = capsys.readouterr().out
     assert '2 of 5 batches already done, skipping them' in stdout
     assert 'batch 1/5' not in stdout and 'batch 3/5' in stdout
@@ -180,8 +200,61 @@ def test_colour_images_are_rgb_pngs(tmp_path):
     images = _images(out)
     assert len(images) == 4
     assert all(img.shape == (8, 8, 3) for img in images.values())
-    assert np.asarray(Image.open(osp.join(out, 'grid.png'))).shape == (
-        10 * 8, 10 * 8, 3)
+    # Images 0..3 are classes 0..3: rows 0..3, in colour, 12 times larger;
+    # the rows of 4..9 are empty.
+    grid = draw_synthesis_grid(out, out=str(tmp_path / 'again.png'))
+    picture = np.asarray(Image.open(osp.join(out, 'grid.png')).convert('RGB'))
+    assert grid.classes == [str(k) for k in range(10)]
+    assert [len(row) for row in grid.origins] == [1] * 4 + [0] * 6
+    for k, [(x, y)] in enumerate(grid.origins[:4]):
+        image = images[f'{k}/b00000_{k:03d}.png']
+        assert np.array_equal(picture[y:y + 96:12, x:x + 96:12], image)
+
+
+def test_grid_redraws_rows_by_class_with_the_teacher_scores(
+        full_run, tool_loader, tmp_path):
+    """tools/analysis/synthesis_grid.py on the run's folder: the same
+    picture as the run's own by default; chosen classes in their order,
+    each image nearest-neighbour upscaled, labelled with its stored
+    score."""
+    out = full_run[0]
+    tool = tool_loader('tools/analysis/synthesis_grid.py')
+    again = tool.main([out, '--out', str(tmp_path / 'again.png')])
+    assert np.array_equal(np.asarray(Image.open(again.path)),
+                          np.asarray(Image.open(osp.join(out, 'grid.png'))))
+    assert again.classes == [str(k) for k in range(10)]
+    assert again.cell == 96 and [len(r) for r in again.labels] == [2] * 10
+
+    grid = tool.main([osp.join(out, 'train'), '--classes', '7', '2',
+                      '--per-class', '2', '--out', str(tmp_path / 'g.png')])
+    assert grid.classes == ['7', '2']
+    with open(osp.join(out, 'manifest.json')) as f:
+        batches = json.load(f)['batches']
+    # Class 7: images 7 and 17 of the run (batch 1 position 3, batch 4
+    # position 1); class 2: images 2 and 12 (batch 0 position 2, batch 3
+    # position 0).
+    places = [[(1, 3), (4, 1)], [(0, 2), (3, 0)]]
+    assert grid.labels == [
+        [f'{batches[b]["teacher_probs"][i]:.2f}' for b, i in row]
+        for row in places]
+    picture = np.asarray(Image.open(grid.path).convert('L'))
+    for (folder, row), origins in zip((('7', places[0]), ('2', places[1])),
+                                      grid.origins):
+        for (b, i), (x, y) in zip(row, origins):
+            image = _images(out)[f'{folder}/b{b:05d}_{i:03d}.png']
+            # 8 -> 96 px: pixel (r, c) fills the block at 12 r, 12 c.
+            assert np.array_equal(picture[y:y + 96:12, x:x + 96:12], image)
+            assert np.array_equal(picture[y + 11:y + 96:12,
+                                          x + 11:x + 96:12], image)
+
+
+def test_grid_of_a_folder_that_is_not_a_synthesis(tool_loader, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        tool_loader('tools/analysis/synthesis_grid.py').main([str(tmp_path)])
+    assert error.value.code == (
+        f'synthesis_grid.py: error: {tmp_path} holds no synthesis '
+        f'manifest.json: name the --out folder of a tools/synthesize.py run '
+        f'(or its train/).')
 
 
 def test_intra_divergence_needs_same_class_images_in_a_batch(tmp_path):
@@ -314,3 +387,64 @@ def test_unreadable_teacher_checkpoint_is_a_message(tmp_path):
             CONFIG, '--out', str(tmp_path / 'out'), '--cfg-options',
             'teacher.checkpoint=' + str(tmp_path / 'missing.pth')
         ])
+
+
+@pytest.mark.parametrize('option, message', [
+    ('synthesis.phases.0.iters=0',
+     'synthesis.phases.0.iters must be an integer >= 1; got 0.'),
+    ('synthesis.phases.1.iters=-3',
+     'synthesis.phases.1.iters must be an integer >= 1; got -3.'),
+    ('synthesis.phases.1.size=0',
+     'synthesis.phases.1.size must be an integer >= 1; got 0.'),
+    ('synthesis.lr=nan', 'synthesis.lr must be a finite number > 0; got nan.'),
+    ('synthesis.weights.bn=-1',
+     'synthesis.weights.bn must be a finite number >= 0; got -1.'),
+    ('synthesis.weights.tv=inf',
+     'synthesis.weights.tv must be a finite number >= 0; got inf.'),
+    ('synthesis.weights.l2=nan',
+     'synthesis.weights.l2 must be a finite number >= 0; got nan.'),
+    ('synthesis.batch_size=0',
+     'synthesis.batch_size must be an integer >= 1; got 0.'),
+    ('synthesis.num_images=-1',
+     'synthesis.num_images must be an integer >= 1; got -1.'),
+    ('synthesis.teacher_size=0',
+     'synthesis.teacher_size must be an integer >= 1; got 0.'),
+    ('synthesis.warmup_iters=3', 'synthesis.warmup_iters must be in [0, 2]'),
+])
+def test_out_of_range_numbers_stop_before_any_work(tmp_path, option,
+                                                    message):
+    """Refused while reading the settings: no teacher built, no --out."""
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as error:
+        _tool().main([CONFIG, '--out', str(out), '--cfg-options', *TINY,
+                      option])
+    assert error.value.code.startswith(
+        f'synthesize.py: error: {CONFIG}: {message}')
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('under', [False, True])
+def test_out_naming_a_file_is_refused(tmp_path, under):
+    existing = tmp_path / 'images.png'
+    existing.write_bytes(b'not a folder')
+    out = existing / 'synth' if under else existing
+    with pytest.raises(SystemExit) as error:
+        _tool().main([CONFIG, '--out', str(out), '--cfg-options', *TINY])
+    what = f'lies under the file {existing}' if under else \
+        'is a file, not a folder'
+    assert error.value.code == (
+        f'synthesize.py: error: --out {out} {what}: name a new folder, or '
+        f'the folder of a synthesis run to continue it.')
+    assert existing.read_bytes() == b'not a folder'
+    assert os.listdir(tmp_path) == ['images.png']
+
+
+@pytest.mark.parametrize('value', ['0', '-1'])
+def test_max_batches_below_one_is_refused(tmp_path, capsys, value):
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as error:
+        _tool().main([CONFIG, '--out', str(out), '--max-batches', value])
+    assert error.value.code == 2
+    assert (f'argument --max-batches: must be an integer >= 1; got {value}'
+            in capsys.readouterr().err)
+    assert not out.exists()

@@ -56,11 +56,19 @@ def test_train_amp_force(avx2, capsys):
     cfg = train_cfg('--amp', '--amp-force')
     assert cfg.optim_wrapper.type == 'AutocastOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.skip_nonfinite is True  # the config's guard
     printed = capsys.readouterr().out
     assert '--amp: bfloat16 autocast (AutocastOptimWrapper): forced by ' \
         '--amp-force' in printed
-    assert "--amp: the config's OptimWrapper becomes AutocastOptimWrapper " \
-        '(bfloat16).' in printed
+    assert "--amp: the config's NonFiniteGuardOptimWrapper becomes " \
+        'AutocastOptimWrapper (bfloat16).' in printed
+
+
+def test_train_amp_keeps_the_guard_off_key(avx2):
+    cfg = train_cfg('--amp-force', '--cfg-options',
+                    'optim_wrapper.skip_nonfinite=False')
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.skip_nonfinite) == \
+        ('AutocastOptimWrapper', False)
 
 
 def test_train_amp_on_bf16_cpu_same_as_benchmark(monkeypatch):

@@ -120,8 +120,9 @@ SGD = dict(type='SGD', lr=0.1)
 
 def test_apply_bf16_to_plain_wrapper():
     cfg, note = apply_amp(dict(optimizer=SGD, clip_grad=None), BF16)
+    # AutocastOptimWrapper guards by default: a plain wrapper stays plain.
     assert cfg == dict(type='AutocastOptimWrapper', dtype='bfloat16',
-                       optimizer=SGD, clip_grad=None)
+                       optimizer=SGD, clip_grad=None, skip_nonfinite=False)
     assert note == ("--amp: the config's OptimWrapper becomes "
                     'AutocastOptimWrapper (bfloat16).')
 
@@ -130,7 +131,7 @@ def test_apply_bf16_replaces_fp16_amp_and_its_scaler():
     cfg, _ = apply_amp(
         dict(type='AmpOptimWrapper', loss_scale=512., optimizer=SGD), BF16)
     assert cfg == dict(type='AutocastOptimWrapper', dtype='bfloat16',
-                       optimizer=SGD)
+                       optimizer=SGD, skip_nonfinite=False)
 
 
 def test_apply_keeps_the_non_finite_guard():
@@ -143,6 +144,25 @@ def test_apply_keeps_the_non_finite_guard():
     cfg, _ = apply_amp(guarded, BF16)
     assert cfg['type'] == 'AutocastOptimWrapper'
     assert cfg['skip_nonfinite'] is True
+    # bfloat16 autocast (guarded by default) on a GPU without bfloat16.
+    cfg, _ = apply_amp(dict(type='AutocastOptimWrapper', optimizer=SGD),
+                       FP16)
+    assert cfg == dict(type='NonFiniteGuardAmpOptimWrapper',
+                       dtype='float16', loss_scale='dynamic', optimizer=SGD)
+
+
+@pytest.mark.parametrize('kind', [
+    'NonFiniteGuardOptimWrapper', 'cls_kd.NonFiniteGuardOptimWrapper',
+    'NonFiniteGuardAmpOptimWrapper', 'AutocastOptimWrapper'
+])
+def test_apply_keeps_the_guard_off_when_turned_off(kind):
+    """``--cfg-options optim_wrapper.skip_nonfinite=False`` comes before
+    ``--amp`` in tools/train.py: the guard stays off in either precision."""
+    off = dict(type=kind, optimizer=SGD, skip_nonfinite=False)
+    for choice, wrapper in ((BF16, 'AutocastOptimWrapper'),
+                            (FP16, 'NonFiniteGuardAmpOptimWrapper')):
+        cfg, _ = apply_amp(off, choice)
+        assert (cfg['type'], cfg['skip_nonfinite']) == (wrapper, False)
 
 
 def test_apply_leaves_a_matching_config_alone():

@@ -3,6 +3,7 @@
     python tools/analysis/benchmark.py CONFIG [--batch-size B] [--iters N]
         [--warmup W] [--amp] [--amp-force] [--compile] [--reference]
         [--channels-last] [--device cpu|cuda] [--input-size S] [--epoch E]
+        [--guard config|on|off|both]
         [--cfg-options key=value ...] [--out results.json]
 
 Builds the model of CONFIG (a cls_kd distiller or a plain mmpretrain
@@ -33,7 +34,10 @@ Reported after W warm-up steps, over N timed steps:
 bfloat16 autocast (cls_kd's ``AutocastOptimWrapper``) where the device has
 native bfloat16, float16 with loss scaling (mmengine's ``AmpOptimWrapper``)
 on GPUs without, refused on CPUs without native bfloat16 unless
-``--amp-force``; the choice is printed and reported. ``--compile`` compiles
+``--amp-force``; the choice is printed and reported. Without ``--amp``, a
+config's float16 wrapper with loss scaling (``AmpOptimWrapper``, CUDA
+only) runs in float32 on the CPU, as its ``OptimWrapper`` (or
+``NonFiniteGuardOptimWrapper``), with a note. ``--compile`` compiles
 what ``tools/train.py --compile`` compiles (:func:`cls_kd.utils.compile_model`:
 the student, connectors, losses and teachers).
 
@@ -42,12 +46,22 @@ the student, connectors, losses and teachers).
 written out, no distiller or mmengine in the step, cls_kd's optimizer with
 its groups merged and fused on CUDA, the same autocast; compiled as one
 function with ``--compile``) for logit-family (KD, DKD, NKD, DeiT's
-distillation token) and ViTKD configs, and times both in one process, step by
+distillation token), ViTKD, ScaleKD, AttnDistill and DearKD configs (the
+stage and terms of ``--epoch``), and times both in one process, step by
 step in turn after the same warm-up; reported: both speeds, cls_kd's speed as
 a fraction of the reference's, both teacher shares and, on CUDA, both peak
 memories (each without the other's weights and optimizer state) and their
 ratio. ``--channels-last`` puts both sides' models in channels-last memory
 format (for CNNs on CUDA).
+``--guard`` sets cls_kd's non-finite step guard (``NonFiniteGuardMixin``)
+of the config's optimizer wrapper: ``config`` (default) as the config has
+it, ``on``, ``off``; ``both`` times the step with the guard and without it
+in one process, in turn after the same warm-up (one model, one optimizer:
+only ``skip_nonfinite`` changes between them), and reports the guard's cost
+as a fraction of the step time without it: of the mean step times, the
+median of the rounds' differences (robust to a changing load), and the
+guard's own work timed alone on one step's gradients (N runs after W
+warm-up runs; precise where the step times are too noisy to show it).
 ``--epoch E`` times the step as it runs in epoch E (0 by default): with
 ``stages`` or scheduled terms, what the distiller runs there (e.g. no
 teacher and no distillation terms after DearKD's ``distill_epochs``); the
@@ -81,6 +95,7 @@ from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
 
 import cls_kd
+from cls_kd.engine.optimizers import NonFiniteGuardMixin
 from cls_kd.models.distillers.teacher import expected_input_size
 from cls_kd.registry import MODELS
 from cls_kd.utils import (
@@ -92,6 +107,13 @@ from cls_kd.utils import (
     resolve_teacher_paths,
 )
 from cls_kd.utils.config_paths import config_arg
+
+# Float16 wrappers with loss scaling (CUDA only) -> their float32 wrapper,
+# for CPU runs without --amp.
+FP16_ONLY_CUDA = {
+    'AmpOptimWrapper': 'OptimWrapper',
+    'NonFiniteGuardAmpOptimWrapper': 'NonFiniteGuardOptimWrapper',
+}
 
 
 def _fail(message: str):
@@ -142,8 +164,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--reference',
         action='store_true',
         help='also time a hand-written PyTorch step of the same work, in '
-        'turn with the cls_kd step (KD, DKD, NKD, DeiT token and ViTKD '
-        'configs)')
+        'turn with the cls_kd step (KD, DKD, NKD, DeiT token, ViTKD, '
+        'ScaleKD, AttnDistill and DearKD configs)')
     parser.add_argument(
         '--channels-last',
         action='store_true',
@@ -168,6 +190,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=0,
         help='time the step of this (0-based) epoch: the stage and loss '
         'terms active there (default: 0)')
+    parser.add_argument(
+        '--guard',
+        choices=['config', 'on', 'off', 'both'],
+        default='config',
+        help='the non-finite step guard: as the config has it (default), '
+        'on, off, or both: the step with and without it timed in turn')
     parser.add_argument('--out', help='write the results as JSON here')
     args = parser.parse_args(argv)
     if args.epoch < 0:
@@ -264,6 +292,14 @@ def build_wrapper(model: nn.Module, cfg: Config, amp: Optional[AmpChoice],
         wrapper_cfg, note = apply_amp(wrapper_cfg, amp)
         if note:
             _log(note)
+    elif device.type == 'cpu' and wrapper_cfg.get('type') in FP16_ONLY_CUDA:
+        # mmengine's AmpOptimWrapper refuses CPUs: time float32 there.
+        old = wrapper_cfg['type']
+        wrapper_cfg['type'] = FP16_ONLY_CUDA[old]
+        for key in ('dtype', 'loss_scale', 'use_fsdp'):
+            wrapper_cfg.pop(key, None)
+        _log(f'The config\'s {old} (float16 with loss scaling) needs a GPU: '
+             f'{wrapper_cfg["type"]} (float32) on the CPU.')
     # mmengine logs one INFO line per parameter with custom settings.
     logger = MMLogger.get_current_instance()
     level = logger.level
@@ -272,6 +308,84 @@ def build_wrapper(model: nn.Module, cfg: Config, amp: Optional[AmpChoice],
         return build_optim_wrapper(model, wrapper_cfg)
     finally:
         logger.setLevel(level)
+
+
+def apply_guard(wrapper: OptimWrapper, mode: str) -> Optional[bool]:
+    """``--guard``: turn the wrapper's non-finite step guard on or off
+    (``both``: on, see :func:`guard_steps`); a one-line error for a wrapper
+    without the guard.
+
+    Returns:
+        bool | None: Whether the guard is on (None: the config's wrapper
+        has none and ``mode`` is ``'config'``).
+    """
+    guarded = isinstance(wrapper, NonFiniteGuardMixin)
+    if mode == 'config':
+        return wrapper.skip_nonfinite if guarded else None
+    if not guarded:
+        _fail(f'--guard {mode}: the config\'s {type(wrapper).__name__} has '
+              f'no non-finite step guard; set optim_wrapper.type to '
+              f'NonFiniteGuardOptimWrapper (NonFiniteGuardAmpOptimWrapper '
+              f'for AmpOptimWrapper).')
+    wrapper.skip_nonfinite = mode != 'off'
+    return wrapper.skip_nonfinite
+
+
+def guard_steps(model: nn.Module, wrapper: OptimWrapper,
+                data: dict) -> Dict[str, Callable]:
+    """``--guard both``: the training step with the guard (``cls_kd``) and
+    without it (``guard off``), for :func:`_timed_in_turn`."""
+
+    def step(on: bool):
+        wrapper.skip_nonfinite = on
+        model.train_step(data, wrapper)
+
+    return {'cls_kd': lambda: step(True), 'guard off': lambda: step(False)}
+
+
+def time_guard_check(model: nn.Module, wrapper: OptimWrapper, data: dict,
+                     iters: int, warmup: int,
+                     device: torch.device) -> List[float]:
+    """Seconds per run of the guard's own work alone, on the gradients of
+    one forward and backward of ``data``: its forward hook put on and taken
+    off, the loss flag, the gradients' 2-norms and reading the flags (what
+    :func:`guard_steps` adds to a step, without the step's noise)."""
+    with wrapper.optim_context(model):
+        losses = model._run_forward(model.data_preprocessor(data, True),
+                                    mode='loss')
+    loss = model.parse_losses(losses)[0]
+    loss.backward()
+    wrapper.skip_nonfinite = True
+
+    def check():
+        with wrapper.optim_context(model):
+            pass
+        wrapper._loss_finite = torch.isfinite(loss.detach()).all()
+        wrapper._finite_on_all_ranks()
+
+    times = _timed_in_turn({'guard check': check}, iters, warmup,
+                           device)[0]['guard check']
+    wrapper._loss_finite = None
+    wrapper.optimizer.zero_grad()
+    return times
+
+
+def guard_results(on: List[float], off: List[float], check: List[float],
+                  batch_size: int) -> dict:
+    """The step without the guard and the guard's cost, from the seconds
+    of both sides' timed steps (``on[i]`` and ``off[i]`` ran in the same
+    round): of the mean step times, and the median of the rounds'
+    differences over the median step without the guard (robust to a
+    machine whose load changes during the run); and the guard's work
+    alone (``check``, :func:`time_guard_check`) over the mean step without
+    it."""
+    paired = statistics.median(a - b for a, b in zip(on, off))
+    return dict(
+        guard_off=_summary(off, batch_size),
+        guard_cost=statistics.mean(on) / statistics.mean(off) - 1,
+        guard_cost_paired=paired / statistics.median(off),
+        guard_check_ms=statistics.mean(check) * 1e3,
+        guard_check_share=statistics.mean(check) / statistics.mean(off))
 
 
 def default_input_size(model: nn.Module) -> Tuple[int, int]:
@@ -419,6 +533,21 @@ def format_table(results: dict) -> str:
         ('step time', f'{results["step_ms_mean"]:.2f} ms '
          f'+- {results["step_ms_std"]:.2f}'),
     ]
+    guard = results.get('nonfinite_guard')
+    rows.append(('non-finite guard',
+                 'n/a' if guard is None else 'on' if guard else 'off'))
+    if results.get('guard_off'):
+        off = results['guard_off']
+        rows += [
+            ('step, guard off', f'{off["step_ms_mean"]:.2f} ms '
+             f'+- {off["step_ms_std"]:.2f}'),
+            ('guard cost', f'{100 * results["guard_cost"]:+.2f}% of the '
+             f'step time (paired median: '
+             f'{100 * results["guard_cost_paired"]:+.2f}%)'),
+            ('guard check alone', f'{results["guard_check_ms"]:.3f} ms '
+             f'({100 * results["guard_check_share"]:.2f}% of the step '
+             f'without it)'),
+        ]
     if results['teacher_ms']:
         step_ms = results['step_ms_mean']
         for name, ms in results['teacher_ms'].items():
@@ -507,6 +636,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         # What the schedule hook does (iter: the epoch's first step).
         model.set_progress(epoch=args.epoch, iter=0)
     wrapper = build_wrapper(model, cfg, amp, device)
+    guard = apply_guard(wrapper, args.guard)
     reference = None
     if args.reference:
         reference = build_reference(model, cfg, wrapper, device,
@@ -532,6 +662,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if device.type == 'cuda':  # as a DataLoader with pin_memory=True
         data['inputs'] = [image.pin_memory() for image in data['inputs']]
     steps = {'cls_kd': lambda: model.train_step(data, wrapper)}
+    if args.guard == 'both':
+        steps.update(guard_steps(model, wrapper, data))
     if reference is not None:
         images = torch.stack(data['inputs'])
         labels = torch.cat([s.gt_label for s in data['data_samples']])
@@ -547,6 +679,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     teacher_times, reference_teacher = time_teachers(
         model, teacher_names, wrapper, data, args.iters, args.warmup, device,
         reference)
+    guard_check = (time_guard_check(model, wrapper, data, args.iters,
+                                    args.warmup, device)
+                   if args.guard == 'both' else None)
     if device.type == 'cuda':
         peak_kind = 'CUDA max_memory_allocated, training steps'
         if reference is not None:
@@ -594,7 +729,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
             p.numel() for group in wrapper.optimizer.param_groups
             for p in group['params']),
         reference=None,
+        nonfinite_guard=guard,
     )
+    if args.guard == 'both':
+        results.update(
+            guard_results(step_times['cls_kd'], step_times['guard off'],
+                          guard_check, batch_size))
     if reference is not None:
         results['reference'] = reference_results(
             step_times['reference'], reference_teacher,

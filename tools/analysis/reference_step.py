@@ -1,50 +1,55 @@
 """A hand-written PyTorch training step: the yardstick of
 ``benchmark.py --reference``.
 
-It does the work of a cls_kd step for the logit-family (KD, DKD, NKD, DeiT's
-distillation token) and ViTKD configs the way one would write it by hand:
-the same mmpretrain student and teacher modules with the same weights
-(copied from the built distiller), the same data preprocessing and
-Mixup/CutMix, the losses and the ViTKD connectors written out below, plain
-forward hooks where features are needed, one backward, gradient clipping if
-the config clips, and cls_kd's ``torch.optim`` optimizer (AdamW, Adam or
-SGD) with its settings and its parameter groups merged where equal, fused
-on CUDA. No distiller, taps, wiring, mmengine wrapper or data samples
-run in the step. With ``compile`` the whole forward and loss is one
-``torch.compile``\\ d function.
+It does the work of a cls_kd step the way one would write it by hand: the
+same mmpretrain student and teacher modules with the same weights (copied
+from the built distiller; the teacher in the distiller's mode), the same
+data preprocessing and Mixup/CutMix, plain forward hooks where features are
+needed, the loss terms and the connectors called directly (the terms of
+each method are written out in ``reference_steps/``: the logit family
+(KD, DKD, NKD, DeiT's distillation token), ViTKD, ScaleKD, AttnDistill and
+DearKD), one backward, gradient clipping if the config clips, and cls_kd's
+``torch.optim`` optimizer (AdamW, Adam or SGD) with its settings and its
+parameter groups merged where equal, fused on CUDA. No distiller, taps,
+wiring, mmengine wrapper or data samples run in the step. It writes out the
+stage and the terms the distiller runs at its current progress (e.g. after
+DearKD's switch: the student's loss alone, no teacher). With ``compile``
+the whole forward and loss is one ``torch.compile``\\ d function.
 
 Only the standard wiring of each supported loss is known: anything else
-(another loss, another input expression, a tap selector other than
-``patch_tokens``, a teacher with its own preprocessing, several teachers) is
-refused with :class:`ReferenceUnsupported`, so that a comparison is always of
-the same work.
+(another loss, another input expression, a tap selector other than the
+whole output, ``patch_tokens``, ``cls_token`` or class-token attention rows,
+a teacher with its own preprocessing, several teachers) is refused with
+:class:`ReferenceUnsupported`, so that a comparison is always of the same
+work.
 """
 import contextlib
 import copy
 import inspect
-import re
-from typing import Dict, List, Optional, Tuple
+import os.path as osp
+import sys
+from functools import partial
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ['ReferenceUnsupported', 'ReferenceStep']
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+try:
+    from reference_steps import BUILDERS, ReferenceUnsupported
+    from reference_steps.attndistill import (
+        CLS_ROW,
+        check_attention,
+        cls_attention_row,
+    )
+finally:
+    sys.path.pop(0)
 
-LOGIT_INPUTS = {
-    'KDLoss': dict(logits_s='logits_s', logits_t='logits_t'),
-    'DKDLoss': dict(logits_s='logits_s', logits_t='logits_t',
-                    labels='labels'),
-    'NKDLoss': dict(logits_s='logits_s', logits_t='logits_t',
-                    labels='labels'),
-}
-_CALL = re.compile(r'^(\w+)\((\w+)\)$')
-_GEN = re.compile(r'^(\w+)\((\w+)\)\.(preds|mask)$')
+__all__ = ['ReferenceUnsupported', 'ReferenceStep', 'resident_bytes']
 
-
-class ReferenceUnsupported(ValueError):
-    """The config does work the reference step does not write out."""
+TAP_KEYS = {'model', 'path', 'selector', 'capture'}
 
 
 def _precision(wrapper) -> Optional[torch.dtype]:
@@ -59,94 +64,30 @@ def _precision(wrapper) -> Optional[torch.dtype]:
     return wrapper.cast_dtype
 
 
-# --------------------------------------------------------------- the losses
 def soft_cross_entropy(logits, targets):
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-def kd(logits_s, logits_t, T):
-    log_p_s = F.log_softmax(logits_s.float() / T, dim=1)
-    log_p_t = F.log_softmax(logits_t.float() / T, dim=1)
-    return T * T * (log_p_t.exp() * (log_p_t - log_p_s)).sum(1).mean()
+def _output(module, args, output):
+    return output
 
 
-def non_target(logits, labels):
-    """(B, K-1): each row without its label's column."""
-    k = logits.shape[1]
-    cols = torch.arange(k - 1, device=logits.device)[None]
-    return logits.gather(1, cols + (cols >= labels[:, None]).long())
+def _cls_token(module, args, output):
+    return output[:, 0]  # B, C
 
 
-def dkd(logits_s, logits_t, labels, T, alpha, beta):
-    z_s, z_t = logits_s.float() / T, logits_t.float() / T
-
-    def binary(z):
-        lse = z.logsumexp(1, keepdim=True)
-        target = z.gather(1, labels[:, None])
-        rest = non_target(z, labels).logsumexp(1, keepdim=True)
-        return torch.cat([target, rest], 1) - lse
-
-    def kl(log_p_s, log_p_t):
-        return (log_p_t.exp() * (log_p_t - log_p_s)).sum(1).mean()
-
-    tckd = kl(binary(z_s), binary(z_t))
-    nckd = kl(F.log_softmax(non_target(z_s, labels), 1),
-              F.log_softmax(non_target(z_t, labels), 1))
-    return T * T * (alpha * tckd + beta * nckd)
+def _patch_tokens(module, args, output, extra):
+    return output[:, extra:]  # B, N, C
 
 
-def nkd(logits_s, logits_t, labels, T, gamma):
-    z_s, z_t = logits_s.float(), logits_t.float()
-    y = labels[:, None]
-    target = -(F.softmax(z_t, 1).gather(1, y) *
-               F.log_softmax(z_s, 1).gather(1, y)).mean()
-    q_t = F.softmax(non_target(z_t, labels) / T, 1)
-    log_q_s = F.log_softmax(non_target(z_s, labels) / T, 1)
-    return target - gamma * T * T * (q_t * log_q_s).sum(1).mean()
+def _cls_attention(module, args, output):
+    return cls_attention_row(module, args[0])  # B, heads, N
 
 
-def deit_soft(logits_s, logits_t, T):
-    """DeiT's soft term: T² · KL summed over batch and classes, divided by
-    their number."""
-    log_p_s = F.log_softmax(logits_s.float() / T, dim=1)
-    log_p_t = F.log_softmax(logits_t.float() / T, dim=1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
-    return T * T * kl / logits_s.numel()
+# Tap selectors by name (and CLS_ROW): fn(module, args, output).
+SELECTORS = {None: _output, 'output': _output, 'cls_token': _cls_token}
 
 
-def vitkd_mimic(preds, targets):
-    return sum(((p.float() - t.float())**2).sum()
-               for p, t in zip(preds, targets)) / preds[0].shape[0]
-
-
-def vitkd_generation(preds, targets, mask, ratio):
-    err = ((preds.float() - targets.float())**2).sum(-1)
-    return (err * mask).sum() / preds.shape[0] / ratio
-
-
-class Generator(nn.Module):
-    """ViTKD's generation branch written out: align, mask, Conv-ReLU-Conv."""
-
-    def __init__(self, source: nn.Module):
-        super().__init__()
-        self.mask_ratio = source.mask_ratio
-        self.align = copy.deepcopy(source.align)
-        self.mask_token = nn.Parameter(source.mask_token.detach().clone())
-        self.generation = copy.deepcopy(source.generation)
-
-    def forward(self, x):
-        x = self.align(x)
-        B, N, D = x.shape
-        side = int(N**0.5)
-        num_keep = int(N * (1 - self.mask_ratio))
-        restore = torch.rand(B, N, device=x.device).argsort(1).argsort(1)
-        mask = (restore >= num_keep).to(x.dtype)[..., None]
-        x = x * (1 - mask) + self.mask_token.to(x.dtype) * mask
-        x = x.transpose(1, 2).reshape(B, D, side, side)
-        return self.generation(x).flatten(2).transpose(1, 2), mask[..., 0]
-
-
-# ----------------------------------------------------------------- the step
 def _detached_copy(module: nn.Module) -> nn.Module:
     """A copy of a distiller part without the distiller's hooks."""
     module = copy.deepcopy(module)
@@ -159,9 +100,13 @@ def _detached_copy(module: nn.Module) -> nn.Module:
 class ReferenceStep:
     """The hand-written step for one built cls_kd distiller.
 
+    The per-method term builders (``reference_steps.BUILDERS``) use
+    :meth:`tap`, :meth:`owner`, :meth:`selector`, :meth:`connector`,
+    :meth:`original_connector`, :attr:`features` and :attr:`teacher`.
+
     Args:
-        distiller (ClassificationDistiller): Built; its student, teacher and
-            connector weights are copied.
+        distiller (ClassificationDistiller | LabelFreeDistiller): Built; its
+            student, teacher and connector weights are copied.
         cfg_model (dict): The model config (taps and loss inputs are read
             from it).
         wrapper_cfg (dict): The config's ``optim_wrapper`` (``clip_grad``,
@@ -188,42 +133,132 @@ class ReferenceStep:
             raise ReferenceUnsupported(
                 'the teacher has its own preprocessing (size or '
                 'normalisation); the reference feeds it the student\'s input.')
-        if not hasattr(distiller, 'student_loss_weight'):
+        kind = type(distiller).__name__
+        self.classification = hasattr(distiller, 'student_loss_weight')
+        if not self.classification and kind != 'LabelFreeDistiller':
             raise ReferenceUnsupported(
-                f'{type(distiller).__name__}: the reference writes out the '
-                f'classification distiller only.')
-        if len(distiller.stage_plan.stages) > 1:
-            raise ReferenceUnsupported(
-                'the config has stages; the reference writes out one.')
-        factors = {t.name: f for t, f in distiller.active_terms()}
-        read = distiller.teachers_to_run(distiller.active_terms())
-        if set(factors) != set(distiller.wiring.names) or not read:
-            raise ReferenceUnsupported(
-                'some loss terms are off at this epoch; the reference '
-                'writes out all of them.')
-        # Without a term that reads its logits, cls_kd stops the teacher
-        # after its last tapped layer; the reference skips its head.
-        self.teacher_head = read[self.teacher_name]
+                f'{kind}: the reference writes out the classification and '
+                f'the label-free distiller only.')
+        active = distiller.active_terms()
+        if not active and not self.classification:
+            raise ReferenceUnsupported('no loss term is active: nothing to '
+                                       'train.')
+        # The teacher runs while a term reads it, its head while a term
+        # reads its logits (else cls_kd stops after its last tap and the
+        # reference skips the head).
+        read = distiller.teachers_to_run(active)
+        self.run_teacher = self.teacher_name in read
+        self.teacher_head = read.get(self.teacher_name, False)
         self.pairs: List[Tuple[nn.Parameter, nn.Parameter]] = []
         self.student = self._copy(distiller.student).to(device)
-        self.teacher = _detached_copy(teacher).to(device).eval()
+        self.teacher = _detached_copy(teacher).to(device).train(
+            teacher.training)
         self.teacher.requires_grad_(False)
         self._preprocessing(distiller.data_preprocessor)
-        self._supervised(self.student.head)
-        self.student_loss_weight = distiller.current_stage(
-        ).student_loss_weight
-        if self.student_loss_weight is None:
-            self.student_loss_weight = distiller.student_loss_weight
+        if self.classification:
+            self._supervised(self.student.head)
+            self.student_loss_weight = distiller.current_stage(
+            ).student_loss_weight
+            if self.student_loss_weight is None:
+                self.student_loss_weight = distiller.student_loss_weight
         self.features: Dict[str, torch.Tensor] = {}
+        self._teacher_running = False
+        self._taps = dict(cfg_model.get('taps') or {})
+        self._hooked = set()
+        self._originals = distiller.connectors
         self.connectors = nn.ModuleDict()
-        self.terms = [
-            self._term(name, dict(spec), factors[name], cfg_model, distiller)
-            for name, spec in cfg_model.get('losses', {}).items()
-        ]
+        specs = cfg_model.get('losses') or {}
+        self.terms = [(term.name,
+                       self._term(term.name, dict(specs[term.name]),
+                                  term.module, factor))
+                      for term, factor in active]
+        # Connectors no active term uses are still trained by the config's
+        # optimizer (they get no gradient).
+        for name, module in distiller.connectors.items():
+            if name not in self.connectors and any(
+                    p.requires_grad for p in module.parameters()):
+                self.connector(name, type(module).__name__)
+        self._originals = None
         self.connectors.to(device)
         self.optimizer, self.clip = self._optimizer(wrapper_cfg, wrapper)
         self._loss_fn = self.forward_losses
         self._teacher_fn = self._teacher_logits
+
+    # ------------------------------------------- for the term builders
+    def owner(self, tap: Optional[str]) -> Optional[str]:
+        """``'student'`` or the teacher's name for tap ``tap``; None if the
+        config has no such tap."""
+        if tap not in self._taps:
+            return None
+        return (self._taps[tap] or {}).get('model', 'student')
+
+    def selector(self, tap: str) -> Union[None, str, dict]:
+        """The selector of tap ``tap`` as the config gives it."""
+        selector = (self._taps.get(tap) or {}).get('selector')
+        return dict(selector) if isinstance(selector, dict) else selector
+
+    def tap(self, name: str) -> str:
+        """Hook the module of tap ``name`` (once); returns its key in
+        :attr:`features`."""
+        if name in self._hooked:
+            return name
+        spec = dict(self._taps.get(name) or {})
+        path, selector = spec.get('path'), self.selector(name)
+        owner = self.owner(name)
+        if (owner is None or not isinstance(path, str) or set(spec) - TAP_KEYS
+                or spec.get('capture', 'output') != 'output'):
+            raise ReferenceUnsupported(
+                f'tap {name!r} ({spec}): the reference hooks the output of '
+                f'one module.')
+        model = self.student if owner == 'student' else self.teacher
+        module = model.get_submodule(path)
+        if selector == CLS_ROW:
+            check_attention(module)
+            select = _cls_attention
+        elif selector == 'patch_tokens':
+            select = partial(_patch_tokens,
+                             extra=model.backbone.num_extra_tokens)
+        elif selector in SELECTORS:
+            select = SELECTORS[selector]
+        else:
+            raise ReferenceUnsupported(
+                f'tap {name!r}: selector {selector!r} is not written out '
+                f"(the whole output, 'patch_tokens', 'cls_token', "
+                f'{CLS_ROW}).')
+        student = owner == 'student'
+
+        def hook(module, args, output):
+            # A teacher tap records the teacher's forward, not the teacher
+            # modules that ScaleKD's TPP path runs.
+            if student or self._teacher_running:
+                self.features[name] = select(module, args, output)
+
+        module.register_forward_hook(hook)
+        self._hooked.add(name)
+        return name
+
+    def original_connector(self, name: str,
+                           kinds: Union[str, Tuple[str, ...]]) -> nn.Module:
+        """The distiller's connector ``name``, which must be of one of the
+        class names ``kinds``."""
+        kinds = (kinds, ) if isinstance(kinds, str) else kinds
+        module = self._originals[name] if name in self._originals else None
+        if type(module).__name__ not in kinds:
+            raise ReferenceUnsupported(
+                f'connector {name!r} is a {type(module).__name__}; the '
+                f'reference writes out {" or ".join(kinds)} there.')
+        return module
+
+    def connector(self, name: str, kinds: Union[str, Tuple[str, ...]],
+                  make=None) -> nn.Module:
+        """A hook-free copy of the distiller's connector ``name`` (or
+        ``make(connector)``, a module with its parameter names), made once
+        and paired."""
+        if name not in self.connectors:
+            original = self.original_connector(name, kinds)
+            copied = make(original) if make else _detached_copy(original)
+            self.connectors[name] = self._pair(original, copied)
+        return self.connectors[name]
 
     # ---------------------------------------------------------------- build
     def _pair(self, original: nn.Module, copied: nn.Module) -> nn.Module:
@@ -243,11 +278,15 @@ class ReferenceStep:
             else None
         self.std = pre.std.to(self.device) if pre._enable_normalize else None
         self.to_rgb = bool(pre.to_rgb)
-        self.num_classes = self.student.head.num_classes
+        self.num_classes = self.student.head.num_classes \
+            if self.classification else None
         self.mixes: List[Optional[Tuple[str, dict]]] = []
         augments = getattr(pre, 'batch_augments', None)
         if augments is None:
             return
+        if not self.classification:
+            raise ReferenceUnsupported('batch augments without labels are '
+                                       'not written out.')
         self.mix_probs = augments.probs  # None: uniform
         for aug in augments.augments:
             kind = type(aug).__name__
@@ -281,116 +320,14 @@ class ReferenceStep:
                 f'cross-entropy, optionally label-smoothed in the original '
                 f'mode, mean over the batch).')
 
-    def _tap(self, name: str, cfg_model: dict, model: nn.Module) -> str:
-        """Hook the module of tap ``name``; returns its key in
-        :attr:`features`."""
-        spec = dict(cfg_model.get('taps', {}).get(name) or {})
-        path = spec.get('path')
-        if not isinstance(path, str) or spec.get('capture', 'output') != \
-                'output' or spec.get('selector') not in (None,
-                                                         'patch_tokens'):
+    def _term(self, name, spec, module, factor):
+        build = BUILDERS.get(type(module).__name__)
+        if build is None:
             raise ReferenceUnsupported(
-                f'tap {name!r} ({spec}): the reference hooks one module '
-                f'output, whole or its patch tokens.')
-        extra = getattr(model.backbone, 'num_extra_tokens', 0) if \
-            spec.get('selector') == 'patch_tokens' else 0
-
-        def hook(module, args, output, name=name, extra=extra):
-            self.features[name] = output[:, extra:]
-
-        model.get_submodule(path).register_forward_hook(hook)
-        return name
-
-    def _owner(self, tap: str, cfg_model: dict) -> nn.Module:
-        who = (cfg_model.get('taps', {}).get(tap) or {}).get(
-            'model', 'student')
-        return self.student if who == 'student' else self.teacher
-
-    def _term(self, name, spec, factor, cfg_model, distiller):
-        kind = str(spec.pop('type', '')).split('.')[-1]
-        inputs = spec.pop('inputs', {})
-        module = distiller.losses[name]
-        if kind in LOGIT_INPUTS:
-            if inputs != LOGIT_INPUTS[kind]:
-                raise ReferenceUnsupported(
-                    f'{name}: {kind} reads {inputs}; the reference knows '
-                    f'{LOGIT_INPUTS[kind]}.')
-            w, T = module.loss_weight * factor, module.temperature
-            if kind == 'KDLoss':
-                if module.form != 'kl':
-                    raise ReferenceUnsupported(f'{name}: form {module.form}')
-                return name, lambda v: w * kd(v['s'], v['t'], T)
-            if kind == 'DKDLoss':
-                a, b = module.alpha, module.beta
-                return name, lambda v: w * dkd(v['s'], v['t'], v['y'], T, a,
-                                               b)
-            g = module.gamma
-            return name, lambda v: w * nkd(v['s'], v['t'], v['y'], T, g)
-        if kind == 'DeiTDistillLoss':
-            tap = inputs.get('logits_s')
-            owner = (cfg_model.get('taps', {}).get(tap) or {}).get(
-                'model', 'student')
-            if set(inputs) != {'logits_s', 'logits_t'} or inputs[
-                    'logits_t'] != 'logits_t' or owner != 'student':
-                raise ReferenceUnsupported(
-                    f'{name}: DeiTDistillLoss reads {inputs}; the reference '
-                    f'knows a student tap (the distillation head) and '
-                    f'logits_t.')
-            s = self._tap(tap, cfg_model, self.student)
-            w, T = module.loss_weight * factor, module.temperature
-            if module.mode == 'hard':
-                return name, lambda v: w * F.cross_entropy(
-                    self.features[s].float(), v['t'].argmax(1))
-            return name, lambda v: w * deit_soft(self.features[s], v['t'], T)
-        if kind == 'ViTKDMimicLoss':
-            preds = [_CALL.match(p) for p in inputs.get('preds', [])]
-            targets = list(inputs.get('targets', []))
-            if not preds or None in preds or len(preds) != len(targets):
-                raise ReferenceUnsupported(f'{name}: inputs {inputs}')
-            pairs = []
-            for match, target in zip(preds, targets):
-                conn, tap = match.groups()
-                source = distiller.connectors[conn]
-                if type(source).__name__ != 'LinearConnector':
-                    raise ReferenceUnsupported(f'{name}: connector {conn}')
-                self.connectors[conn] = self._copy(source.proj)
-                pairs.append((conn, self._tap(tap, cfg_model,
-                                              self._owner(tap, cfg_model)),
-                              self._tap(target, cfg_model,
-                                        self._owner(target, cfg_model))))
-            w = module.alpha * factor
-            return name, lambda v: w * vitkd_mimic(
-                [self.connectors[c](self.features[s]) for c, s, _ in pairs],
-                [self.features[t] for _, _, t in pairs])
-        if kind == 'ViTKDGenerationLoss':
-            preds = _GEN.match(str(inputs.get('preds')))
-            mask = _GEN.match(str(inputs.get('mask')))
-            if not (preds and mask and preds.group(3) == 'preds'
-                    and preds.groups()[:2] == mask.groups()[:2]
-                    and mask.group(3) == 'mask'):
-                raise ReferenceUnsupported(f'{name}: inputs {inputs}')
-            conn, tap = preds.groups()[:2]
-            source = distiller.connectors[conn]
-            if type(source).__name__ != 'ViTKDGenerator' or \
-                    source.grid_size is not None:
-                raise ReferenceUnsupported(
-                    f'{name}: connector {conn} (a ViTKDGenerator on a square '
-                    f'grid is written out)')
-            self.connectors[conn] = self._pair(source, Generator(source))
-            s = self._tap(tap, cfg_model, self._owner(tap, cfg_model))
-            t = self._tap(inputs['targets'], cfg_model,
-                          self._owner(inputs['targets'], cfg_model))
-            w, ratio = module.beta * factor, module.mask_ratio
-
-            def generation(v):
-                out, m = self.connectors[conn](self.features[s])
-                return w * vitkd_generation(out, self.features[t], m, ratio)
-
-            return name, generation
-        raise ReferenceUnsupported(
-            f'{name}: {kind} is not written out in the reference (it knows '
-            f'{sorted(LOGIT_INPUTS)}, DeiTDistillLoss, ViTKDMimicLoss, '
-            f'ViTKDGenerationLoss).')
+                f'{name}: {type(module).__name__} is not written out in the '
+                f'reference (it knows {sorted(BUILDERS)}).')
+        return build(self, name, module, dict(spec.get('inputs') or {}),
+                     factor)
 
     def _optimizer(self, wrapper_cfg: dict, wrapper):
         """cls_kd's optimizer class and settings, with its groups mapped to
@@ -455,12 +392,15 @@ class ReferenceStep:
 
     def preprocess(self, images: torch.Tensor, labels: torch.Tensor):
         """uint8 (B, 3, H, W) and int labels (B, ) on the CPU -> normalised
-        inputs and (B, K) targets on the device, mixed if configured."""
+        inputs and (B, K) targets on the device, mixed if configured (no
+        targets for a label-free student)."""
         x = images.to(self.device, non_blocking=True).float()
         if self.to_rgb:
             x = x.flip(1)
         if self.mean is not None:
             x = (x - self.mean) / self.std
+        if not self.classification:
+            return x, None
         y = F.one_hot(labels.to(self.device, non_blocking=True),
                       self.num_classes).float()
         if not self.mixes:
@@ -486,18 +426,27 @@ class ReferenceStep:
             x[:, :, y1:y2, x1:x2] = x[index, :, y1:y2, x1:x2]
         return x, lam * y + (1 - lam) * y[index]
 
-    def forward_losses(self, x: torch.Tensor,
-                       targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """The losses of one batch: ``loss_cls`` and one per term."""
+    def forward_losses(
+            self, x: torch.Tensor,
+            targets: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The losses of one batch: ``loss_cls`` (classification) and one
+        per active term."""
         self.features.clear()
-        logits_t = self._teacher_logits(x)
-        logits_s = self.student(x, mode='tensor')
-        smooth = targets * (1 - self.smoothing) + self.smoothing / \
-            targets.shape[1]
-        losses = dict(loss_cls=self.student_loss_weight *
-                      self.loss_cls_weight *
-                      soft_cross_entropy(logits_s, smooth))
-        values = dict(s=logits_s, t=logits_t, y=targets.argmax(1))
+        values = {}  # what the terms read, and their per-step cache
+        if self.run_teacher:
+            values['logits_t'] = self._teacher_logits(x)
+        losses = {}
+        if self.classification:
+            logits_s = self.student(x, mode='tensor')
+            smooth = targets * (1 - self.smoothing) + self.smoothing / \
+                targets.shape[1]
+            losses['loss_cls'] = self.student_loss_weight * \
+                self.loss_cls_weight * soft_cross_entropy(logits_s, smooth)
+            values.update(logits_s=logits_s, labels=targets.argmax(1))
+        elif hasattr(self.student, 'extract_feat'):
+            self.student.extract_feat(x)
+        else:  # a bare backbone
+            self.student(x)
         for name, fn in self.terms:
             losses[name] = fn(values)
         return losses
@@ -505,16 +454,22 @@ class ReferenceStep:
     def _teacher_logits(self, x: torch.Tensor) -> Optional[torch.Tensor]:
         """The teacher without autograd; its head only if a loss reads
         its logits."""
-        with torch.no_grad():
-            if self.teacher_head:
-                return self.teacher(x, mode='tensor')
-            self.teacher.extract_feat(x)
-            return None
+        self._teacher_running = True  # its taps record
+        try:
+            with torch.no_grad():
+                if self.teacher_head:
+                    return self.teacher(x, mode='tensor')
+                self.teacher.extract_feat(x)
+                return None
+        finally:
+            self._teacher_running = False
 
     def teacher_forward(self, x: torch.Tensor) -> None:
-        """The teacher alone, as the step runs it (for its share)."""
-        with self.autocast():
-            self._teacher_fn(x)
+        """The teacher alone, as the step runs it (for its share; nothing
+        in a stage that does not run it)."""
+        if self.run_teacher:
+            with self.autocast():
+                self._teacher_fn(x)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """One training step: preprocess, forward, backward, update."""

@@ -1,31 +1,53 @@
-"""Draw teacher vs. student attention and feature maps of a distiller.
+"""Draw teacher vs. student attention and feature maps of a distiller, or the
+two sides of one of its losses.
 
     python tools/analysis/visualize_distill.py CONFIG --student-ckpt S.pth
         [--teacher-ckpt [NAME=]T.pth ...] [--images FILE ...] [--num N]
         [--out-dir DIR] [--attn MODEL:PATH,...] [--taps TAP,...]
-        [--heads mean|all] [--feature pca|mean] [--cfg-options k=v ...]
+        [--heads mean|all] [--feature pca|mean] [--resolution native|smooth]
+        [--overlay contour|blend|none] [--loss NAME [--seed S]]
+        [--cfg-options k=v ...]
 
 Builds the distiller of CONFIG, loads the student from S.pth (a distiller
-checkpoint's ``student.*`` weights, or an exported plain student) and each
-teacher from its config checkpoint or ``--teacher-ckpt``, runs N images (the
-files given, else N images spread over the config's test set) through the
-student and the teachers with cls_kd taps (no backbone is edited), and
-writes PNGs to DIR:
+checkpoint's ``student.*`` weights, or an exported plain student; its
+``connectors.*`` too, when present) and each teacher from its config
+checkpoint or ``--teacher-ckpt``, runs N images (the files given, else N
+images spread over the config's test set) in eval mode and writes PNGs to
+DIR. Maps are drawn at their true resolution by default: one flat block per
+token or position (``--resolution smooth``: bilinear upsampling instead).
+
+Maps mode (no ``--loss``):
 
 * attention: for each ``MODEL:PATH`` of ``--attn`` (default: the last
   attention module of each model that the ``attn_probs`` selector supports)
   the class token's attention row over the patch tokens (``attn_probs``
   with ``query='cls'``; the prefix tokens' own entries left out), per head or
-  averaged over heads, on the patch grid, upsampled (bilinear) and overlaid
-  on the image; each panel is scaled to its own maximum;
+  averaged over heads, on the patch grid, over the image's outline;
 * features: for each tap of ``--taps`` (a tap name of the config's
   ``model.taps``, or ``MODEL:PATH`` for a module's output), a B×C×H×W map or
   tokens on their grid (prefix tokens dropped), reduced over channels to the
-  first principal component of the image's positions (sign: largest entry
-  positive) or the channel mean.
+  projection on the first principal component of the image's positions
+  (sign: largest entry positive) or the channel mean.
 
+In each row, the attention panels share one colour scale (probability, from
+0 to the row's largest entry) and the feature panels another (symmetric
+around 0, to the row's largest absolute value), each with its colour bar.
 ``NN_<image>.png`` holds one image (with ``--heads all``, one row of heads
 per attention module); ``overview.png`` one row per image, heads averaged.
+
+Loss mode (``--loss NAME``, a term of ``model.losses``): the distiller runs
+its own step with only that term active and the values its loss module is
+called with are drawn, one row per image (and per pair, for list inputs):
+the first two inputs of the loss's ``forward`` (e.g. ``preds``/``targets``,
+``logits_s``/``logits_t``) side by side on one scale, their difference, and
+for feature maps the squared error per position summed over channels. Maps
+(B×C×H×W, square token grids B×N×C) are projected on the principal axis of
+the second input (the teacher's side) so that both sides and their
+difference are in the same units; ``attn_probs`` taps are drawn as
+class-token attention (mean of heads); vectors (B×C: class tokens, logits)
+as grouped bars up to 32 entries, else as strips. Other tensor inputs on
+the same grid (a mask) get a panel of their own. The loss value for the
+drawn images is printed and written in the title; ``loss_<NAME>.png``.
 """
 import argparse
 import difflib
@@ -36,26 +58,39 @@ from typing import List, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from matplotlib.figure import Figure
 from mmengine.config import DictAction
 from mmengine.dataset import Compose, pseudo_collate
 
+from cls_kd.models.distillers.expressions import Call, Source
 from cls_kd.models.taps import Tap, TapSet
 from cls_kd.registry import DATASETS
-from cls_kd.utils import CheckpointError
+from cls_kd.utils import (
+    CheckpointError,
+    extract_state_dict,
+    load_model_weights,
+)
 from cls_kd.utils.config_paths import config_arg
+from cls_kd.utils.figures import Group, Panel, draw_rows
 from cls_kd.utils.inspection import (
     AttentionMap,
     attention_map,
     build_config_models,
     feature_map,
+    feature_positions,
     forward_model,
     last_attention_modules,
     load_config,
     load_student_weights,
+    loss_inputs,
+    loss_term,
+    principal_axis,
     teacher_specs,
 )
+
+#: Vectors up to this length are drawn as bars, longer ones as strips.
+MAX_BARS = 32
+FEATURE_UNIT = dict(pca='projection on PC1 (feature units)',
+                    mean='channel mean (feature units)')
 
 
 def _fail(message: str):
@@ -80,10 +115,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--heads', choices=['mean', 'all'], default='mean')
     parser.add_argument('--feature', choices=['pca', 'mean'], default='pca',
                         help='channel reduction of feature maps')
+    parser.add_argument('--resolution', choices=['native', 'smooth'],
+                        default='native',
+                        help='native: one block per token (nearest); '
+                        'smooth: bilinear upsampling')
+    parser.add_argument('--overlay', choices=['contour', 'blend', 'none'],
+                        default='contour',
+                        help='the image under attention maps: its outline, '
+                        'blended (alpha 0.5), or none')
+    parser.add_argument('--loss', help='draw the inputs of this loss term '
+                        'of model.losses')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='torch seed before the --loss step (random '
+                        'masks of connectors)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
 
+# ---------------------------------------------------------------- maps mode
 def _teacher_checkpoints(values: List[str], names: List[str]) -> dict:
     checkpoints = {}
     for value in values:
@@ -205,7 +254,7 @@ def compute_maps(distiller, taps: List[Tap], inputs: torch.Tensor,
 
 def load_images(cfg, files: Optional[List[str]], num: int, preprocessor):
     """Images through the config's test pipeline: ``(names, RGB uint8
-    arrays, preprocessed batch)``.
+    arrays, preprocessed batch, data samples)``.
 
     Args:
         cfg (Config): The config (its test, else val, dataloader).
@@ -227,65 +276,276 @@ def load_images(cfg, files: Optional[List[str]], num: int, preprocessor):
         names = [f'test{i}' for i in index]
     # LoadImageFromFile reads BGR.
     images = [it['inputs'].flip(0).permute(1, 2, 0).numpy() for it in items]
-    batch = preprocessor(pseudo_collate(items), False)['inputs']
-    return names, images, batch
+    batch = preprocessor(pseudo_collate(items), False)
+    return names, images, batch['inputs'], batch.get('data_samples')
 
 
-def _show(ax, image, overlay=None, title=''):
-    ax.imshow(image)
-    if overlay is not None:
-        overlay = torch.as_tensor(overlay)[None, None].float()
-        big = F.interpolate(overlay, size=image.shape[:2], mode='bilinear',
-                            align_corners=False)[0, 0].numpy()
-        ax.imshow(big / max(big.max(), 1e-12), cmap='jet', alpha=0.5,
-                  vmin=0, vmax=1)
-    ax.set_title(title, fontsize=7)
-    ax.axis('off')
+def _grid(shape) -> str:
+    return f'{shape[0]}×{shape[1]}'
 
 
-def _grid_figure(rows: List[list], path: str):
-    """Save panels ``(kind, image, data, title)`` laid out in rows."""
-    cols = max(len(r) for r in rows)
-    fig = Figure(figsize=(1.7 * cols, 1.9 * len(rows)))
-    axes = fig.subplots(len(rows), cols, squeeze=False)
-    for ax_row, row in zip(axes, rows):
-        for ax in ax_row[len(row):]:
-            ax.axis('off')
-        for ax, (kind, image, data, title) in zip(ax_row, row):
-            if kind == 'feature':
-                ax.imshow(data, cmap='viridis', interpolation='nearest')
-                ax.set_title(title, fontsize=7)
-                ax.axis('off')
-            else:
-                _show(ax, image, data, title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def _panels(maps: dict, image, b: int, heads: str) -> List[list]:
-    """Rows of panels for image ``b``: one row (heads averaged) or one row
-    per attention module (heads side by side) plus one of features."""
+def _panels(maps: dict, image, b: int, heads: str,
+            reduce: str) -> List[List[Group]]:
+    """Rows of groups for image ``b``: one row (heads averaged) or one row
+    per attention module (heads side by side) plus one of features
+    (reduced over channels by ``reduce``)."""
     attn = {k: v for k, v in maps.items() if isinstance(v, AttentionMap)}
     # Two-line titles 'owner ...' / 'path' keep the panels narrow.
-    feats = [('feature', None, v[b], k.replace(':', '\n', 1))
-             for k, v in maps.items() if k not in attn]
+    feats = [
+        Panel(f'{k.replace(":", chr(10), 1)}\n{_grid(v[b].shape)} positions',
+              v[b], gid=k) for k, v in maps.items() if k not in attn
+    ]
     title = {k: k[len('attn '):].split(':', 1) for k in attn}
+    input_group = Group([Panel('input', kind='image', image=image)])
+
+    def attn_group(panels):
+        return Group(panels, 'class token attention (probability)',
+                     'viridis')
+
+    def feat_group():
+        return Group(feats, FEATURE_UNIT[reduce], 'RdBu_r',
+                     'symmetric')
+
     if heads == 'mean' or not attn:
-        return [[('image', image, None, 'input')] + [
-            ('attn', image, a.maps[b].mean(0),
-             f'{title[k][0]}, mean of heads\n{title[k][1]}')
-            for k, a in attn.items()
-        ] + feats]
-    rows = [[('image', image, None, 'input')] +
-            [('attn', image, m, f'{title[k][0]}, head {h}\n{title[k][1]}')
-             for h, m in enumerate(a.maps[b])] for k, a in attn.items()]
-    return rows + ([feats] if feats else [])
+        panels = [
+            Panel(f'{title[k][0]}, mean of heads\n{title[k][1]}\n'
+                  f'{_grid(a.maps.shape[-2:])} tokens', a.maps[b].mean(0),
+                  image=image, gid=k) for k, a in attn.items()
+        ]
+        return [[input_group] + ([attn_group(panels)] if panels else []) +
+                ([feat_group()] if feats else [])]
+    rows = [[
+        input_group,
+        attn_group([
+            Panel(f'{title[k][0]}, head {h}\n{title[k][1]}\n'
+                  f'{_grid(m.shape)} tokens', m, image=image,
+                  gid=f'{k} head {h}') for h, m in enumerate(a.maps[b])
+        ])
+    ] for k, a in attn.items()]
+    return rows + ([[feat_group()]] if feats else [])
+
+
+# ---------------------------------------------------------------- loss mode
+def _tap_of(distiller, expr) -> Optional[Tap]:
+    if not isinstance(expr, Source):
+        return None
+    for taps in [distiller.captures.student,
+                 *distiller.captures.teachers.values()]:
+        for tap in taps:
+            if tap.name == expr.name:
+                return tap
+    return None
+
+
+def _as_drawable(value, tap: Optional[Tap], what: str):
+    """``('attn', (B, h, w))``, ``('map', (B, P, C), (h, w))`` or
+    ``('vector', (B, C))`` of one loss input."""
+    if not torch.is_tensor(value):
+        _fail(f'{what} is a {type(value).__name__}, not a tensor: nothing '
+              f'to draw.')
+    value = value.detach().float().cpu()
+    prefix = 0
+    if tap is not None:
+        prefix = tap.num_prefix_tokens[0] or 0
+        if tap.selector_type == 'attn_probs' and value.dim() == 3:
+            return ('attn', attention_map(value, prefix).maps.mean(1))
+        if tap.selector_type not in ('output', 'index'):
+            prefix = 0
+    if value.dim() == 2:
+        return ('vector', value.numpy())
+    try:
+        points, grid = feature_positions(value, prefix)
+    except ValueError as e:
+        _fail(f'{what}, shape {tuple(value.shape)}: {e}')
+    return ('map', points.double(), grid)
+
+
+def _pair_groups(a, b, names, reduce: str, b_index: int, pair: str,
+                 extras: list, image) -> List[Group]:
+    """The groups of one row: both sides on one scale, their difference
+    and (maps) the squared error per position, then ``extras``; attention
+    over ``image``. Sides of different shapes (e.g. attention on two grids,
+    resampled by the loss) are drawn without a difference."""
+    A, B = names
+    kind = a[0]
+    same = a[1].shape == b[1].shape
+    if kind != b[0] or (kind == 'vector' and not same):
+        _fail(f'the two sides of the loss differ ({A}: {kind} '
+              f'{tuple(a[1].shape)}, {B}: {b[0]} {tuple(b[1].shape)}): '
+              f'nothing to compare entry by entry.')
+    if kind == 'vector':
+        u, v = a[1][b_index], b[1][b_index]
+        n = u.shape[0]
+        style = ('bars', 'viridis', 'zero') if n <= MAX_BARS else (
+            'strip', 'RdBu_r', 'symmetric')
+        return [
+            Group([Panel(f'{A} vs {B}{pair}\n{n} entries', np.stack([u, v]),
+                         style[0], names=names, gid='sides')], 'value',
+                  *style[1:]),
+            Group([Panel(f'{A} − {B}{pair}', (u - v)[None], style[0],
+                         names=('difference', ), gid='difference')],
+                  'difference', *style[1:])
+        ]
+    if kind == 'attn':
+        u, v = a[1][b_index], b[1][b_index]
+        grids = [f'{_grid(x.shape)} tokens, mean of heads' for x in (u, v)]
+        groups = [
+            Group([Panel(f'{A}{pair}\n{grids[0]}', u, image=image, gid=A),
+                   Panel(f'{B}{pair}\n{grids[1]}', v, image=image, gid=B)],
+                  'class token attention (probability)')
+        ]
+        if same:
+            groups.append(
+                Group([Panel(f'{A} − {B}{pair}\n{grids[0]}', u - v,
+                             gid='difference')], 'difference (probability)',
+                      'RdBu_r', 'symmetric'))
+        return groups + extras
+    u, v = a[1][b_index:b_index + 1], b[1][b_index:b_index + 1]  # 1, P, C
+    grids = [f'{_grid(x[2])} positions, {y.shape[-1]} channels'
+             for x, y in ((a, u), (b, v))]
+    if not same:  # each on its own principal axis: no difference
+        reduced = [feature_map(x.transpose(1, 2).reshape(
+            1, -1, *g[2]), 0, reduce)[0] for x, g in ((u, a), (v, b))]
+        return [
+            Group([Panel(f'{A}{pair}\n{grids[0]}', reduced[0], gid=A),
+                   Panel(f'{B}{pair}\n{grids[1]}', reduced[1], gid=B)],
+                  FEATURE_UNIT[reduce].replace('PC1', 'own PC1'), 'RdBu_r',
+                  'symmetric')
+        ] + extras
+    if reduce == 'pca':
+        centre, direction = principal_axis(v)
+        pu, pv = [torch.einsum('bpc,bc->bp', x - centre, direction)
+                  for x in (u, v)]
+        unit, diff = f'projection on PC1 of {B}', f'difference on PC1 of {B}'
+    else:
+        pu, pv = u.mean(-1), v.mean(-1)
+        unit, diff = 'channel mean', 'difference of channel means'
+    h, w = a[2]
+    return [
+        Group([Panel(f'{A}{pair}\n{grids[0]}', pu.reshape(h, w).numpy(),
+                     gid=A),
+               Panel(f'{B}{pair}\n{grids[1]}', pv.reshape(h, w).numpy(),
+                     gid=B)], unit, 'RdBu_r', 'symmetric'),
+        Group([Panel(f'{A} − {B}{pair}', (pu - pv).reshape(h, w).numpy(),
+                     gid='difference')], diff, 'RdBu_r', 'symmetric'),
+        Group([Panel(f'({A} − {B})²{pair}\nsum over channels',
+                     ((u - v)**2).sum(-1).reshape(h, w).numpy(),
+                     gid='squared error')], 'squared error', 'magma')
+    ] + extras
+
+
+def loss_rows(distiller, found, images, reduce: str) -> List[List[Group]]:
+    """One row per image and pair of the loss inputs ``found``
+    (:class:`LossInputs`)."""
+    args = list(found.values)
+    if len(args) < 2:
+        _fail(f'{found.name} reads only {args}: there are no two sides to '
+              f'compare.')
+    A, B = args[:2]
+    inputs = loss_term(distiller, found.name).inputs
+
+    def drawable(arg):
+        values = found.values[arg]
+        if isinstance(values, (list, tuple)):
+            return [
+                _as_drawable(v, _tap_of(distiller, e), f'{arg}[{i}]')
+                for i, (v, e) in enumerate(zip(values, inputs[arg]))
+            ]
+        return [_as_drawable(values, _tap_of(distiller, inputs[arg]), arg)]
+
+    sides = drawable(A), drawable(B)
+    if len(sides[0]) != len(sides[1]):
+        _fail(f'{A} has {len(sides[0])} entries and {B} {len(sides[1])}.')
+    grid = sides[0][0][2] if sides[0][0][0] == 'map' else None
+    rows = []
+    for b, image in enumerate(images):
+        notes, extra = [], []
+        for arg in args[2:]:
+            value = found.values[arg]
+            if torch.is_tensor(value) and value.dim() == 2 and grid and \
+                    value.shape[1] == grid[0] * grid[1]:
+                extra.append(Panel(f'{arg}\n{found.expressions[arg]}',
+                                   value[b].float().reshape(grid).numpy(),
+                                   gid=arg))
+            elif torch.is_tensor(value) and value.dim() == 1:
+                notes.append(f'{arg} {value[b].item():g}')
+        extras = [Group(extra, ', '.join(p.gid for p in extra),
+                        'Greys')] if extra else []
+        for i, (a, c) in enumerate(zip(*sides)):
+            pair = f' [{i}]' if len(sides[0]) > 1 else ''
+            title = '\n'.join(['input', *notes])
+            rows.append([Group([Panel(title, kind='image', image=image)])] +
+                        _pair_groups(a, c, (A, B), reduce, b, pair, extras,
+                                     image))
+    return rows
+
+
+def _load_parts(distiller, path: str, term) -> None:
+    """Load the checkpoint's ``connectors.*`` (and ``losses.*``) weights;
+    exit when ``term`` reads a connector with weights the checkpoint lacks
+    (an exported student)."""
+    state = extract_state_dict(
+        torch.load(path, map_location='cpu', weights_only=False))
+    read = sorted({n.connector for n in term.nodes() if isinstance(n, Call)})
+    for part in ('connectors', 'losses'):
+        module = getattr(distiller, part)
+        if not len(module.state_dict()):
+            continue
+        if any(k.startswith(f'{part}.') for k in state):
+            try:
+                load_model_weights(module, path, prefix=f'{part}.')
+            except CheckpointError as e:
+                _fail(f'--student-ckpt ({part}): {e}')
+        elif part == 'connectors' and any(
+                len(distiller.connectors[c].state_dict()) for c in read):
+            _fail(f'--loss {term.name} reads connectors {read}, whose '
+                  f'weights are not in {path} (an exported student?): pass '
+                  f'the distiller\'s training checkpoint.')
+
+
+def _loss_mode(args, cfg, distiller) -> dict:
+    try:
+        term = loss_term(distiller, args.loss)
+    except ValueError as e:
+        _fail(f'--loss: {e}')
+    _load_parts(distiller, args.student_ckpt, term)
+    names, images, inputs, samples = load_images(
+        cfg, args.images, args.num, distiller.data_preprocessor)
+    unlabelled = [s for s in samples or []
+                  if 'gt_label' not in s and 'gt_score' not in s]
+    reads = term.sources() & {'labels', 'soft_labels'}
+    if unlabelled and reads:
+        _fail(f'--loss {args.loss} reads {sorted(reads)}, and the --images '
+              f'files have no labels: leave out --images to draw images of '
+              f'the config\'s test set.')
+    for sample in unlabelled:  # read by the student's supervised loss only
+        sample.set_gt_label(0)
+    torch.manual_seed(args.seed)
+    found = loss_inputs(distiller, args.loss, inputs, samples)
+    exprs = ', '.join(f'{a} = {e}' for a, e in found.expressions.items())
+    title = (f'{found.name} ({type(found.loss).__name__}) = '
+             f'{float(found.value):.4g} on these {len(names)} images (its '
+             f'weight included)\n'
+             f'{exprs}')
+    print(title.replace('\n', '; '), flush=True)
+    rows = loss_rows(distiller, found, images, args.feature)
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = osp.join(args.out_dir, f'{found.name}.png')
+    figure = draw_rows(rows, path, title, args.resolution, args.overlay)
+    print(f'Wrote {path}', flush=True)
+    return dict(loss=found, files=[path], figures={path: figure},
+                inputs=inputs)
 
 
 def main(argv: Optional[List[str]] = None) -> dict:
-    """Draw the PNGs; returns ``maps`` (:func:`compute_maps`), ``files``
-    (the PNGs written) and ``inputs`` (the preprocessed batch)."""
+    """Draw the PNGs. Returns ``files`` (the PNGs written), ``figures``
+    (``file -> Figure``) and ``inputs`` (the preprocessed batch), plus
+    ``maps`` (:func:`compute_maps`), or with ``--loss`` ``loss`` (the
+    :class:`LossInputs` drawn)."""
     args = parse_args(argv)
+    if args.loss and (args.attn or args.taps):
+        _fail('--loss draws the loss\'s own inputs: leave out --attn and '
+              '--taps.')
     print(f'Loading {args.config}', flush=True)
     cfg = load_config(args.config)
     if args.cfg_options:
@@ -309,6 +569,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         _fail(f'--student-ckpt: {e}')
     print(f'Student: {count} tensors from {args.student_ckpt}; teachers: '
           f'{sorted(distiller.teachers)}', flush=True)
+    if args.loss:
+        return _loss_mode(args, cfg, distiller)
     if args.attn:
         attn = [_split_target(t, models, '--attn')
                 for t in args.attn.split(',')]
@@ -321,21 +583,25 @@ def main(argv: Optional[List[str]] = None) -> dict:
     if not taps:
         _fail('nothing to draw: no model has an attention module that '
               'attn_probs supports; name feature maps with --taps.')
-    names, images, inputs = load_images(cfg, args.images, args.num,
-                                        distiller.data_preprocessor)
+    names, images, inputs, _ = load_images(cfg, args.images, args.num,
+                                           distiller.data_preprocessor)
     print(f'{len(names)} images, batch {tuple(inputs.shape)}', flush=True)
     maps = compute_maps(distiller, taps, inputs, args.feature)
     os.makedirs(args.out_dir, exist_ok=True)
-    files = []
+    files, figures = [], {}
     for b, (name, image) in enumerate(zip(names, images)):
         files.append(osp.join(args.out_dir, f'{b:02d}_{name}.png'))
-        _grid_figure(_panels(maps, image, b, args.heads), files[-1])
+        figures[files[-1]] = draw_rows(
+            _panels(maps, image, b, args.heads, args.feature), files[-1],
+            resolution=args.resolution, overlay=args.overlay)
         print(f'Wrote {files[-1]}', flush=True)
     files.append(osp.join(args.out_dir, 'overview.png'))
-    _grid_figure([_panels(maps, image, b, 'mean')[0]
-                  for b, image in enumerate(images)], files[-1])
+    figures[files[-1]] = draw_rows(
+        [_panels(maps, image, b, 'mean', args.feature)[0]
+         for b, image in enumerate(images)],
+        files[-1], resolution=args.resolution, overlay=args.overlay)
     print(f'Wrote {files[-1]}', flush=True)
-    return dict(maps=maps, files=files, inputs=inputs)
+    return dict(maps=maps, files=files, figures=figures, inputs=inputs)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,9 @@ or mmpretrain's own tools.
 
 Which keys it writes: the student's, with the distiller's ``student.``
 removed. A student that is a whole model (``ImageClassifier``) keeps its
-``backbone.``/``neck.``/``head.`` keys. A bare backbone (the label-free
+``backbone.``/``neck.``/``head.`` keys; a ``TimmClassifier`` is written
+without ``model.``, as its own checkpoints are (it adds ``model.`` back when
+loading). A bare backbone (the label-free
 distiller's students, e.g. AttnDistill's) is written under ``backbone.``,
 the layout of an mmpretrain ``ImageClassifier`` with that backbone, so that
 the plain backbone configs load it (e.g.
@@ -141,7 +143,17 @@ def extract_student(src: str,
     state = extract_state_dict(weights, prefix='student.')
     meta = dict(checkpoint.get('meta', {}))
     meta = {k: v for k, v in meta.items() if k in ('epoch', 'iter', 'seed')}
-    if is_bare_backbone(checkpoint, state):
+    kind = _student_type(checkpoint)
+    if isinstance(kind, type) and hasattr(kind, '_add_state_dict_prefix'):
+        # A TimmClassifier (HuggingFaceClassifier) student: its own
+        # checkpoints have no ``model.`` (its loading hook adds it).
+        state = {
+            k[len('model.'):] if k.startswith('model.') else k: v
+            for k, v in state.items()
+        }
+        print(f'The student is a {kind.__name__}: its keys are written '
+              f'without model., as its own checkpoints hold them.')
+    elif is_bare_backbone(checkpoint, state):
         if bare:
             print('The student is a bare backbone: its keys are written as '
                   'trained (--bare).')

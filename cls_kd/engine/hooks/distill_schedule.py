@@ -5,6 +5,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from cls_kd.models.distillers.errors import check_number
 from cls_kd.registry import HOOKS
 
 __all__ = ['DistillScheduleHook', 'StopDistillHook', 'add_schedule_hook']
@@ -14,6 +15,22 @@ def _distiller(runner):
     model = runner.model.module if is_model_wrapper(
         runner.model) else runner.model
     return model if hasattr(model, 'set_progress') else None
+
+
+def _warn_unreachable_stages(plan, runner) -> None:
+    """Log a warning for each stage that starts at or after the run's end
+    (``tools/train.py`` fits the stages to ``max_epochs`` before building
+    the Runner; a Runner built otherwise keeps them as configured)."""
+    limit = getattr(runner, f'max_{plan.by}s', None)
+    for i in range(1, len(plan.stages)):
+        begin = plan.stages[i - 1].end
+        if limit is not None and begin >= limit:
+            runner.logger.warning(
+                f'Distillation stage {i} would start at {plan.by} '
+                f'{begin + 1} (model.stages[{i - 1}].end={begin}) but '
+                f'max_{plan.by}s={limit}: it never runs. Fit the stages '
+                f'with cls_kd.utils.fit_schedulers_to_max_epochs (as '
+                f'tools/train.py does) or shorten them.')
 
 
 @HOOKS.register_module()
@@ -37,6 +54,9 @@ class DistillScheduleHook(Hook):
 
     def before_train(self, runner) -> None:
         self._stage = None
+        model = _distiller(runner)
+        if model is not None:
+            _warn_unreachable_stages(model.stage_plan, runner)
 
     def before_train_iter(self, runner, batch_idx: int,
                           data_batch=None) -> None:
@@ -74,24 +94,24 @@ class StopDistillHook(DistillScheduleHook):
 
     Args:
         stop_epoch (int): First epoch (0-based, as ``runner.epoch``) without
-            distillation.
+            distillation, an integer >= 0.
         student_loss_weight (float): The student's own loss weight after the
-            stop. Defaults to 1.0.
+            stop, finite and >= 0. Defaults to 1.0.
     """
 
     def __init__(self, stop_epoch: int, student_loss_weight: float = 1.0):
         super().__init__()
-        if stop_epoch < 0:
-            raise ValueError(f'stop_epoch must be >= 0, got {stop_epoch}.')
-        self.stop_epoch = stop_epoch
-        self.student_loss_weight = student_loss_weight
+        self.stop_epoch = check_number('StopDistillHook.stop_epoch',
+                                       stop_epoch, low=0, integer=True)
+        self.student_loss_weight = check_number(
+            'StopDistillHook.student_loss_weight', student_loss_weight, low=0)
 
     def before_train(self, runner) -> None:
-        super().before_train(runner)
         model = _distiller(runner)
         if model is not None:
             model.stage_plan.add_stop(self.stop_epoch,
                                       self.student_loss_weight)
+        super().before_train(runner)
 
 
 def add_schedule_hook(cfg) -> None:

@@ -30,7 +30,8 @@ class AutocastOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
             ``'bfloat16'``.
         skip_nonfinite (bool): Skip, on every rank, the optimizer steps whose
             loss or gradients are not finite on any rank, as
-            :class:`NonFiniteGuardOptimWrapper` does. Defaults to False.
+            :class:`NonFiniteGuardOptimWrapper` does; False turns the guard
+            off. Defaults to True.
         max_consecutive_skips (int): With ``skip_nonfinite``, how many
             skipped steps in a row stop training. Defaults to 10.
         **kwargs: Arguments of ``OptimWrapper``.
@@ -39,7 +40,7 @@ class AutocastOptimWrapper(NonFiniteGuardMixin, OptimWrapper):
     def __init__(self,
                  *args,
                  dtype: str = 'bfloat16',
-                 skip_nonfinite: bool = False,
+                 skip_nonfinite: bool = True,
                  **kwargs):
         super().__init__(*args, skip_nonfinite=skip_nonfinite, **kwargs)
         if dtype not in ('bfloat16', 'float16'):

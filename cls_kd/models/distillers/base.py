@@ -2,11 +2,13 @@
 loss terms, with schedules and a build-time dry run. Task-specific
 distillers (classification, label-free, your own) are thin subclasses."""
 import copy
+import logging
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
 from cls_kd.registry import MODELS
@@ -36,6 +38,20 @@ def _teacher_taps_only(teacher: nn.Module, x: torch.Tensor) -> None:
     """Run a teacher for its taps only (compiled: the layers after the last
     tap are dead code)."""
     teacher_forward(teacher, x)
+
+
+def _warn_unread_taps(taps: Dict[str, str], terms) -> None:
+    """Warn about taps that no loss input reads: they would be captured
+    every step for nothing."""
+    read = set().union(*(term.sources() for term in terms))
+    unread = sorted(set(taps) - read)
+    if unread:
+        print_log(
+            f'Taps {unread} are read by no loss: they are captured at every '
+            f'step for nothing. Remove them from model.taps, or read them in '
+            f"a loss's inputs.",
+            logger='current',
+            level=logging.WARNING)
 
 
 class BaseDistiller(FrozenTeachersMixin, BaseModel):
@@ -122,6 +138,7 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         self.__dict__['wiring'] = LossWiring(losses, self._sources(),
                                              self.connectors, MODELS.build)
         self.losses = nn.ModuleDict(self.wiring.modules())
+        _warn_unread_taps(self.captures.owner, self.wiring.terms)
         try:
             self.stage_plan = StagePlan(stages, self.wiring.names)
         except ValueError as e:

@@ -49,8 +49,33 @@ def _tokenize(text: str) -> List[str]:
     return tokens
 
 
+def _looks_like_a_list(text: str) -> bool:
+    """Whether ``text`` reads as several inputs in one string: brackets
+    around it, or a comma outside parentheses."""
+    if text.strip().startswith(('[', '(')):
+        return True
+    depth = 0
+    for char in text:
+        depth += {'(': 1, ')': -1}.get(char, 0)
+        if char == ',' and depth == 0:
+            return True
+    return False
+
+
 def parse_expression(text: str) -> Expression:
     """Parse a loss-input expression (see module docstring)."""
+    try:
+        return _parse(text)
+    except ValueError as e:
+        if not _looks_like_a_list(text):
+            raise
+        raise ValueError(
+            f'{e} Several inputs (e.g. one per block) are a Python list of '
+            f"strings, inputs=dict(preds=['proj0(s_block0)', "
+            f"'proj1(s_block1)']), not one string.") from None
+
+
+def _parse(text: str) -> Expression:
     tokens = _tokenize(text)
 
     def expect_name(i):

@@ -17,11 +17,19 @@ Both are plain config:
   (bool), optional ``losses`` (the names of the terms it runs, default all)
   and optional ``student_loss_weight``.
 
+Every number is checked when the distiller is built: factors, ``gamma`` and
+weights are finite and >= 0, positions (``begin``, ``end``, ``milestones``)
+finite and >= 0, a warm-up ``length`` and a stage ``end`` integers >= 1.
+A stage that starts at or after ``max_epochs`` is fitted away by
+``tools/train.py`` (:func:`cls_kd.utils.fit_schedulers_to_max_epochs`).
+
 A term whose factor is 0 is not computed and not logged; a teacher no
 active term reads is not run.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
+
+from .errors import DistillerConfigError, check_number
 
 __all__ = [
     'Progress', 'WeightSchedule', 'Stage', 'StagePlan', 'active_terms',
@@ -93,20 +101,23 @@ class WeightSchedule:
             spec = dict(warmup)
             by = _by(spec, f'Loss {name!r} warmup')
             length = spec.pop('length', 0)
-            if int(length) < 1 or spec:
+            if spec:
                 raise ValueError(f'Loss {name!r}: warmup must be '
                                  f'dict(by="epoch"|"iter", length=N>=1).')
+            check_number(f'model.losses.{name}.warmup.length', length,
+                         low=1, integer=True)
             # Factor (step + 1) / N: the first step already learns a little.
             self.parts.append((by, _linear,
                                dict(begin=-1, end=int(length) - 1,
                                     start_factor=0., end_factor=1.)))
-        if isinstance(schedule, dict):
-            schedule = [schedule]
-        for spec in schedule or []:
-            self.parts.append(self._parse(name, dict(spec)))
+        key = f'model.losses.{name}.schedule'
+        specs = [(key, schedule)] if isinstance(schedule, dict) else [
+            (f'{key}[{i}]', spec) for i, spec in enumerate(schedule or [])]
+        for where, spec in specs:
+            self.parts.append(self._parse(name, dict(spec), where))
 
     @staticmethod
-    def _parse(name: str, spec: dict):
+    def _parse(name: str, spec: dict, key: str):
         kind = spec.pop('type', None)
         if kind not in _KINDS:
             raise ValueError(f'Loss {name!r}: schedule type must be one of '
@@ -119,13 +130,23 @@ class WeightSchedule:
                              f'{sorted(defaults)} (and by), not '
                              f'{sorted(unknown)}.')
         args = {**defaults, **spec}
-        if kind == 'linear' and (args['end'] is None
-                                 or args['end'] <= args['begin']):
+        if kind == 'linear' and args['end'] is None:
             raise ValueError(f'Loss {name!r}: a linear schedule needs '
                              f'end > begin.')
         if kind == 'step' and not args['milestones']:
             raise ValueError(f'Loss {name!r}: a step schedule needs '
                              f'milestones.')
+        # Positions, factors and gamma alike: finite and >= 0.
+        for arg, value in args.items():
+            if arg == 'milestones':
+                for i, milestone in enumerate(value):
+                    check_number(f'{key}.milestones[{i}]', milestone, low=0)
+            elif value is not None:
+                check_number(f'{key}.{arg}', value, low=0)
+        if args.get('end') is not None and args['end'] <= args['begin']:
+            raise DistillerConfigError(
+                f'{key}: needs end > begin, got begin={args["begin"]}, '
+                f'end={args["end"]}.')
         return by, fn, args
 
     @property
@@ -164,32 +185,42 @@ class StagePlan:
         specs = [dict(s) for s in stages or [{}]]
         bys = {s.pop('by') for s in specs if 'by' in s}
         if len(bys) > 1 or not bys <= set(_BY):
-            raise ValueError(f'stages: all stages count in one unit, "epoch" '
-                             f'or "iter"; got {sorted(bys)}.')
+            raise ValueError(f'model.stages: all stages count in one unit, '
+                             f'"epoch" or "iter"; got {sorted(bys)}.')
         self.by = bys.pop() if bys else 'epoch'
         previous = None
         for i, spec in enumerate(specs):
             end = spec.pop('end', None)
             last = i == len(specs) - 1
             if (end is None) != last:
-                raise ValueError('stages: every stage but the last needs an '
-                                 '"end"; the last has none.')
+                raise ValueError('model.stages: every stage but the last '
+                                 'needs an "end"; the last has none.')
+            if end is not None:
+                check_number(f'model.stages[{i}].end', end, low=1,
+                             integer=True)
             if end is not None and previous is not None and end <= previous:
-                raise ValueError(f'stages: ends must increase, got {end} '
-                                 f'after {previous}.')
+                raise ValueError(f'model.stages: ends must increase, got '
+                                 f'{end} after {previous}.')
             previous = end
             losses = spec.pop('losses', None)
             if losses is not None:
                 unknown = sorted(set(losses) - set(loss_names))
                 if unknown:
-                    raise ValueError(f'stages[{i}]: no loss {unknown}; '
+                    raise ValueError(f'model.stages[{i}]: no loss {unknown}; '
                                      f'losses: {sorted(loss_names)}.')
                 losses = tuple(losses)
+            if not isinstance(spec.get('distill', True), bool):
+                raise DistillerConfigError(
+                    f'model.stages[{i}].distill must be True or False, got '
+                    f'{spec["distill"]!r}.')
+            if spec.get('student_loss_weight') is not None:
+                check_number(f'model.stages[{i}].student_loss_weight',
+                             spec['student_loss_weight'], low=0)
             try:
                 self.stages.append(Stage(end=end, losses=losses, **spec))
             except TypeError:
                 raise ValueError(
-                    f'stages[{i}] takes by, end, distill, losses, '
+                    f'model.stages[{i}] takes by, end, distill, losses, '
                     f'student_loss_weight; got {sorted(spec)}.') from None
 
     def index(self, progress: Progress) -> int:

@@ -101,7 +101,13 @@ class LossWiring:
                 f'Loss {name!r} needs inputs=dict(<forward argument>='
                 f'<source>, ...); available sources: '
                 f'{sorted(self.sources)}.')
-        module = build(cfg)
+        try:
+            module = build(cfg)
+        except ValueError as e:
+            # The loss knows its arguments, not where it was configured.
+            kind = getattr(cfg.get('type'), '__name__', cfg.get('type'))
+            raise DistillerConfigError(
+                f'model.losses.{name} ({kind}): {e}') from None
         parsed = {}
         for arg, text in inputs.items():
             try:

@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
+from ..distillers.errors import check_number
 from ..taps import token_grid
-from .utils import check_positive
 
 __all__ = [
     'AttnDistillAlignLoss', 'AttnDistillAttentionLoss', 'aggregate_heads',
@@ -190,6 +190,7 @@ class AttnDistillAlignLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0):
         super().__init__()
+        check_number('loss_weight', loss_weight, low=0)
         self.loss_weight = loss_weight
 
     def forward(self, preds: Tensor, targets: Tensor) -> Tensor:
@@ -259,8 +260,13 @@ class AttnDistillAttentionLoss(nn.Module):
                  safe_resize: bool = True,
                  aggregate: Optional[bool] = None):
         super().__init__()
-        check_positive('tau', tau)
-        if len(clamp) != 2 or not 0 < clamp[0] < clamp[1] <= 1:
+        check_number('loss_weight', loss_weight, low=0)
+        check_number('tau', tau, low=0, low_open=True)
+        if len(clamp) != 2:
+            raise ValueError(f'clamp must be (low, high), got {clamp!r}')
+        check_number('clamp[0]', clamp[0], low=0, high=1, low_open=True)
+        check_number('clamp[1]', clamp[1], low=0, high=1, low_open=True)
+        if not clamp[0] < clamp[1]:
             raise ValueError(f'clamp must be (low, high) with 0 < low < high '
                              f'<= 1, got {clamp!r}')
         self.loss_weight = loss_weight

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
+from ..distillers.errors import check_number
 from .feature import (
     Features,
     _as_list,
@@ -20,7 +21,6 @@ from .feature import (
     check_reduction,
     feature_mse_loss,
 )
-from .utils import check_positive
 
 __all__ = [
     'HintLoss', 'AttentionTransferLoss', 'ChannelWiseDivergenceLoss',
@@ -97,6 +97,9 @@ class HintLoss(nn.Module):
                  loss_weight: float = 1.0):
         super().__init__()
         check_reduction(reduction)
+        check_number('in_channels', in_channels, low=1, integer=True)
+        check_number('out_channels', out_channels, low=1, integer=True)
+        check_number('loss_weight', loss_weight, low=0)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.reduction = reduction
@@ -169,8 +172,8 @@ class AttentionTransferLoss(_FeaturePairLoss):
 
     def __init__(self, p: float = 2.0, beta: float = 1e3):
         super().__init__()
-        check_positive('p', p)
-        check_positive('beta', beta)
+        check_number('p', p, low=0, low_open=True)
+        check_number('beta', beta, low=0, low_open=True)
         self.p = p
         self.beta = beta
 
@@ -202,7 +205,8 @@ class ChannelWiseDivergenceLoss(_FeaturePairLoss):
 
     def __init__(self, temperature: float = 1.0, loss_weight: float = 1.0):
         super().__init__()
-        check_positive('temperature', temperature)
+        check_number('temperature', temperature, low=0, low_open=True)
+        check_number('loss_weight', loss_weight, low=0)
         self.temperature = temperature
         self.loss_weight = loss_weight
 

@@ -4,7 +4,8 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
-from .utils import check_logits_shapes, check_positive
+from ..distillers.errors import check_number
+from .utils import check_logits_shapes
 
 
 def deit_hard_loss(logits_s: Tensor, logits_t: Tensor) -> Tensor:
@@ -51,7 +52,8 @@ class DeiTDistillLoss(nn.Module):
         if mode not in self.modes:
             raise ValueError(
                 f'mode must be one of {self.modes}, got {mode!r}')
-        check_positive('temperature', temperature)
+        check_number('temperature', temperature, low=0, low_open=True)
+        check_number('loss_weight', loss_weight, low=0)
         self.mode = mode
         self.temperature = temperature
         self.loss_weight = loss_weight

@@ -4,7 +4,8 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
-from .utils import check_logits_shapes, check_positive
+from ..distillers.errors import check_number
+from .utils import check_logits_shapes
 
 
 def pearson_rows(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
@@ -69,7 +70,10 @@ class DISTLoss(nn.Module):
                  gamma: float = 1.0,
                  loss_weight: float = 1.0):
         super().__init__()
-        check_positive('temperature', temperature)
+        check_number('temperature', temperature, low=0, low_open=True)
+        check_number('beta', beta, low=0)
+        check_number('gamma', gamma, low=0)
+        check_number('loss_weight', loss_weight, low=0)
         self.temperature = temperature
         self.beta = beta
         self.gamma = gamma

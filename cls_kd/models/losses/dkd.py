@@ -5,7 +5,8 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
-from .utils import check_logits_shapes, check_positive, drop_target
+from ..distillers.errors import check_number
+from .utils import check_logits_shapes, drop_target
 
 
 def _binary_log_probs(z: Tensor, z_non_target: Tensor,
@@ -56,10 +57,10 @@ class DKDLoss(nn.Module):
     left to the distiller.
 
     Args:
-        temperature (float): Softmax temperature T. Defaults to 1.0.
-        alpha (float): Weight α of TCKD. Defaults to 1.0.
-        beta (float): Weight β of NCKD. Defaults to 0.5 (ImageNet).
-        loss_weight (float): Weight of the loss. Defaults to 1.0.
+        temperature (float): Softmax temperature T, > 0. Defaults to 1.0.
+        alpha (float): Weight α of TCKD, >= 0. Defaults to 1.0.
+        beta (float): Weight β of NCKD, >= 0. Defaults to 0.5 (ImageNet).
+        loss_weight (float): Weight of the loss, >= 0. Defaults to 1.0.
     """
 
     def __init__(self,
@@ -68,7 +69,10 @@ class DKDLoss(nn.Module):
                  beta: float = 0.5,
                  loss_weight: float = 1.0):
         super().__init__()
-        check_positive('temperature', temperature)
+        check_number('temperature', temperature, low=0, low_open=True)
+        check_number('alpha', alpha, low=0)
+        check_number('beta', beta, low=0)
+        check_number('loss_weight', loss_weight, low=0)
         self.temperature = temperature
         self.alpha = alpha
         self.beta = beta

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
+from ..distillers.errors import check_number
+
 __all__ = [
     'FeatureMSELoss', 'FeatureL1Loss', 'FeatureCosineLoss',
     'feature_mse_loss', 'feature_l1_loss', 'feature_cosine_loss',
@@ -206,6 +208,7 @@ class _ReducedFeatureLoss(_FeaturePairLoss):
                  loss_weight: float = 1.0):
         super().__init__()
         check_reduction(reduction)
+        check_number('loss_weight', loss_weight, low=0)
         self.reduction = reduction
         self.loss_weight = loss_weight
 
@@ -263,6 +266,7 @@ class FeatureCosineLoss(_FeaturePairLoss):
 
     def __init__(self, dim: Optional[int] = None, loss_weight: float = 1.0):
         super().__init__()
+        check_number('loss_weight', loss_weight, low=0)
         self.dim = dim
         self.loss_weight = loss_weight
 

@@ -4,7 +4,8 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
-from .utils import check_logits_shapes, check_positive
+from ..distillers.errors import check_number
+from .utils import check_logits_shapes
 
 FORMS = ('kl', 'soft_ce')
 
@@ -48,7 +49,8 @@ class KDLoss(nn.Module):
     def __init__(self, temperature: float = 1.0, loss_weight: float = 1.0,
                  form: str = 'kl'):
         super().__init__()
-        check_positive('temperature', temperature)
+        check_number('temperature', temperature, low=0, low_open=True)
+        check_number('loss_weight', loss_weight, low=0)
         if form not in FORMS:
             raise ValueError(f'KDLoss: form must be one of {FORMS}, got '
                              f'{form!r}.')

@@ -4,7 +4,8 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
-from .utils import check_logits_shapes, check_positive, drop_target
+from ..distillers.errors import check_number
+from .utils import check_logits_shapes, drop_target
 
 
 def nkd_loss(logits_s: Tensor, logits_t: Tensor, labels: Tensor,
@@ -37,9 +38,10 @@ class NKDLoss(nn.Module):
 
     Args:
         temperature (float): Temperature T of the non-target softmax; the
-            target term always uses T=1. Defaults to 1.0.
-        gamma (float): Weight γ of the non-target term. Defaults to 1.0.
-        loss_weight (float): Weight of the loss. Defaults to 1.0.
+            target term always uses T=1; > 0. Defaults to 1.0.
+        gamma (float): Weight γ of the non-target term, >= 0. Defaults to
+            1.0.
+        loss_weight (float): Weight of the loss, >= 0. Defaults to 1.0.
     """
 
     def __init__(self,
@@ -47,7 +49,9 @@ class NKDLoss(nn.Module):
                  gamma: float = 1.0,
                  loss_weight: float = 1.0):
         super().__init__()
-        check_positive('temperature', temperature)
+        check_number('temperature', temperature, low=0, low_open=True)
+        check_number('gamma', gamma, low=0)
+        check_number('loss_weight', loss_weight, low=0)
         self.temperature = temperature
         self.gamma = gamma
         self.loss_weight = loss_weight

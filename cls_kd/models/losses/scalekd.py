@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
+from ..distillers.errors import check_number
 from .feature import check_feature_pair
 
 __all__ = ['DualViewMimicLoss', 'dual_view_mimic_loss', 'remove_direct']
@@ -70,6 +71,7 @@ class DualViewMimicLoss(nn.Module):
         if view not in VIEWS:
             raise ValueError(f'DualViewMimicLoss: view must be one of '
                              f'{VIEWS}, got {view!r}.')
+        check_number('loss_weight', loss_weight, low=0)
         self.view = view
         self.loss_weight = loss_weight
 

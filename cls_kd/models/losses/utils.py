@@ -1,14 +1,8 @@
-"""Argument checks and tensor helpers shared by the logit losses."""
+"""Shape checks and tensor helpers shared by the logit losses."""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-
-
-def check_positive(name: str, value: float) -> None:
-    """Raise a ``ValueError`` unless ``value`` is a positive number."""
-    if not value > 0:
-        raise ValueError(f'{name} must be positive, got {value!r}')
 
 
 def check_logits_shapes(logits_s: Tensor,

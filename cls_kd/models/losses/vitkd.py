@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from cls_kd.registry import MODELS
 
-from .utils import check_positive
+from ..distillers.errors import check_number
 
 __all__ = [
     'ViTKDMimicLoss', 'ViTKDGenerationLoss', 'vitkd_mimic_loss',
@@ -112,7 +112,7 @@ class ViTKDMimicLoss(nn.Module):
 
     def __init__(self, alpha: float = 3e-5):
         super().__init__()
-        check_positive('alpha', alpha)
+        check_number('alpha', alpha, low=0, low_open=True)
         self.alpha = alpha
 
     def forward(self, preds: Tokens, targets: Tokens) -> Tensor:
@@ -154,10 +154,9 @@ class ViTKDGenerationLoss(nn.Module):
 
     def __init__(self, beta: float = 3e-6, mask_ratio: float = 0.5):
         super().__init__()
-        check_positive('beta', beta)
-        if not 0 < mask_ratio < 1:
-            raise ValueError(f'mask_ratio must be in (0, 1), got '
-                             f'{mask_ratio!r}')
+        check_number('beta', beta, low=0, low_open=True)
+        check_number('mask_ratio', mask_ratio, low=0, high=1, low_open=True,
+                     high_open=True)
         self.beta = beta
         self.mask_ratio = mask_ratio
 

@@ -119,4 +119,7 @@ train_cfg = dict(by_epoch=True, max_epochs=800, val_interval=100)
 auto_scale_lr = dict(base_batch_size=4096)
 default_hooks = dict(
     checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3,
-                    _scope_='cls_kd'))
+                    _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))

@@ -29,7 +29,10 @@ default_scope = 'cls_kd'
 # dict inherited from mmpretrain's runtime carries `_scope_='mmpretrain'`,
 # where SafeCheckpointHook is not registered: give cls_kd's scope.
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     type='ClassificationDistiller',
@@ -89,6 +92,8 @@ val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
     optimizer=dict(type='Lamb', lr=5e-3, weight_decay=0.02),
     clip_grad=dict(max_norm=5.0),
     constructor='MergedGroupsOptimWrapperConstructor')

@@ -30,7 +30,10 @@ default_scope = 'cls_kd'
 # dict inherited from mmpretrain's runtime carries `_scope_='mmpretrain'`,
 # where SafeCheckpointHook is not registered: give cls_kd's scope.
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     type='ClassificationDistiller',
@@ -83,6 +86,8 @@ train_dataloader = dict(batch_size=192, dataset=dict(pipeline=train_pipeline))
 # custom_keys match the projectors' position embeddings, as in the
 # published code; merged groups keep the optimizer to a handful of them.
 optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
     optimizer=dict(type='AdamW', lr=7e-4, weight_decay=0.067),
     paramwise_cfg=dict(
         custom_keys={

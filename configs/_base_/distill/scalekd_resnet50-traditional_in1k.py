@@ -16,7 +16,10 @@ default_scope = 'cls_kd'
 # dict inherited from mmpretrain's runtime carries `_scope_='mmpretrain'`,
 # where SafeCheckpointHook is not registered: give cls_kd's scope.
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     _delete_=True,
@@ -54,4 +57,7 @@ model = dict(
     student_loss_weight=0.5,
 )
 # One optimizer group per distinct setting; SGD fused on CUDA.
-optim_wrapper = dict(constructor='MergedGroupsOptimWrapperConstructor')
+optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
+    constructor='MergedGroupsOptimWrapperConstructor')

@@ -32,7 +32,10 @@ default_scope = 'cls_kd'
 # dict inherited from mmpretrain's runtime carries `_scope_='mmpretrain'`,
 # where SafeCheckpointHook is not registered: give cls_kd's scope.
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'))
+    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
+    # Every rank's BatchNorm statistics averaged before validation and
+    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
+    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     type='ClassificationDistiller',
@@ -74,6 +77,8 @@ train_dataloader = dict(batch_size=64)
 # needs a handful. '.pos_embed' also matches the projectors' position
 # embeddings, as in the published code.
 optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
     paramwise_cfg=dict(
         custom_keys={
             '.cls_token': dict(decay_mult=0.0),

@@ -1,6 +1,8 @@
 # A short AdamW + cosine schedule for the digits demo (CPU minutes): 2 warm-up
 # epochs, then cosine to 1e-5.
 optim_wrapper = dict(
+    # Skips non-finite steps; optim_wrapper.skip_nonfinite=False: off.
+    type='NonFiniteGuardOptimWrapper',
     # One group per distinct setting instead of one per parameter.
     constructor='MergedGroupsOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),

@@ -1,11 +1,13 @@
 import copy
 import gc
+import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmpretrain.structures import DataSample
 
@@ -512,6 +514,65 @@ def test_bad_warmup():
                     type='KDLoss',
                     inputs=dict(logits_s='logits_s', logits_t='logits_t'),
                     warmup=dict(by='step', length=4))))
+
+
+KD_INPUTS = dict(logits_s='logits_s', logits_t='logits_t')
+
+
+def kd(**kwargs):
+    return dict(loss_kd=dict(type='KDLoss', inputs=KD_INPUTS, **kwargs))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(losses=kd(loss_weight=float('nan'))),
+     'model.losses.loss_kd (KDLoss): loss_weight must be a finite number '
+     '>= 0, got nan.'),
+    (dict(losses=kd(temperature=0)),
+     'model.losses.loss_kd (KDLoss): temperature must be a finite number '
+     '> 0, got 0.'),
+    (dict(losses=dict(loss_dkd=dict(type='DKDLoss', beta=-1, inputs=dict(
+        KD_INPUTS, labels='labels')))),
+     'model.losses.loss_dkd (DKDLoss): beta must be a finite number >= 0, '
+     'got -1.'),
+    (dict(losses=kd(form='mse')),
+     "model.losses.loss_kd (KDLoss): KDLoss: form must be one of"),
+    (dict(losses=kd(warmup=dict(length=float('nan')))),
+     'model.losses.loss_kd.warmup.length must be an integer >= 1, got nan.'),
+    (dict(losses=kd(schedule=dict(type='step', milestones=[2],
+                                  gamma=float('inf')))),
+     'model.losses.loss_kd.schedule.gamma must be a finite number >= 0, got '
+     'inf.'),
+    (dict(student_loss_weight=float('inf')),
+     'model.student_loss_weight must be a finite number >= 0, got inf.'),
+    (dict(student_loss_weight=True),
+     'model.student_loss_weight must be a finite number >= 0, got True.'),
+    (dict(losses=kd(), stages=[dict(end=2), dict(student_loss_weight=-1)]),
+     'model.stages[1].student_loss_weight must be a finite number >= 0, got '
+     '-1.'),
+    (dict(losses=kd(), stages=[dict(end=float('inf')), dict()]),
+     'model.stages[0].end must be an integer >= 1, got inf.'),
+])
+def test_bad_numbers_refused_at_build(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        build(**kwargs)
+
+
+def test_nan_from_a_config_file_refused_at_build(tmp_path):
+    path = tmp_path / 'nan_weight.py'
+    path.write_text("loss_weight = float('nan')\n")
+    weight = Config.fromfile(str(path)).loss_weight
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'model.losses.loss_kd (KDLoss): loss_weight must be a finite '
+            'number >= 0, got nan.')):
+        build(losses=kd(loss_weight=weight))
+
+
+def test_zero_weights_are_allowed():
+    """A term or the student's loss may be weighted 0 (an ablation, a ramp
+    from 0)."""
+    model = build(losses=kd(loss_weight=0.), student_loss_weight=0.)
+    losses = model.loss(*batch())
+    assert losses['loss_kd'].item() == 0 and losses['loss_cls'].item() == 0
 
 
 # --------------------------------------------------------- loss weighting

@@ -48,3 +48,24 @@ def test_same_call_is_one_cache_key():
 def test_errors(text, message):
     with pytest.raises(ValueError, match=message):
         parse_expression(text)
+    # One string for what should be a list: the fix is named.
+    assert 'list' not in str(_error(text))
+
+
+def _error(text):
+    with pytest.raises(ValueError) as info:
+        parse_expression(text)
+    return info.value
+
+
+@pytest.mark.parametrize('text', [
+    "['mimic0(s_block0)', 'mimic1(s_block1)']",
+    'mimic0(s_block0), mimic1(s_block1)',
+    '(s_a, s_b)',
+])
+def test_a_list_written_as_one_string_names_the_python_list(text):
+    message = str(_error(text))
+    assert message.startswith(f'Cannot parse loss input {text!r}')
+    assert 'are a Python list of strings' in message
+    assert "inputs=dict(preds=['proj0(s_block0)', 'proj1(s_block1)'])" in (
+        message)

@@ -1,5 +1,8 @@
+import re
+
 import pytest
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.distillers.schedule import (
     Progress,
     StagePlan,
@@ -48,7 +51,7 @@ def test_window_switches_off_and_parts_multiply():
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(warmup=dict(by='step', length=4)), 'by must be "epoch" or "iter"'),
-    (dict(warmup=dict(length=0)), 'warmup must be'),
+    (dict(warmup=dict(length=0, end=3)), 'warmup must be'),
     (dict(schedule=dict(type='cosine')), "schedule type must be one of"),
     (dict(schedule=dict(type='linear', begin=3, end=3)), 'end > begin'),
     (dict(schedule=dict(type='step', milestones=[])), 'needs milestones'),
@@ -86,6 +89,71 @@ def test_stages_by_iter():
 ])
 def test_stage_errors(stages, message):
     with pytest.raises(ValueError, match=message):
+        StagePlan(stages, ['loss_a'])
+
+
+NAN, INF = float('nan'), float('inf')
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(warmup=dict(length=0)),
+     'model.losses.loss_x.warmup.length must be an integer >= 1, got 0.'),
+    (dict(warmup=dict(length=2.5)),
+     'model.losses.loss_x.warmup.length must be an integer >= 1, got 2.5.'),
+    (dict(warmup=dict(length=INF)),
+     'model.losses.loss_x.warmup.length must be an integer >= 1, got inf.'),
+    (dict(schedule=dict(type='linear', end=5, end_factor=NAN)),
+     'model.losses.loss_x.schedule.end_factor must be a finite number >= 0, '
+     'got nan.'),
+    (dict(schedule=[dict(type='window', end=4),
+                    dict(type='linear', end=5, start_factor=-1)]),
+     'model.losses.loss_x.schedule[1].start_factor must be a finite number '
+     '>= 0, got -1.'),
+    (dict(schedule=dict(type='linear', begin=-2, end=5)),
+     'model.losses.loss_x.schedule.begin must be a finite number >= 0, got '
+     '-2.'),
+    (dict(schedule=dict(type='linear', end=INF)),
+     'model.losses.loss_x.schedule.end must be a finite number >= 0, got '
+     'inf.'),
+    (dict(schedule=dict(type='step', milestones=[2, NAN])),
+     'model.losses.loss_x.schedule.milestones[1] must be a finite number '
+     '>= 0, got nan.'),
+    (dict(schedule=dict(type='step', milestones=[2], gamma=INF)),
+     'model.losses.loss_x.schedule.gamma must be a finite number >= 0, got '
+     'inf.'),
+    (dict(schedule=dict(type='window', begin=4, end=4)),
+     'model.losses.loss_x.schedule: needs end > begin, got begin=4, end=4.'),
+])
+def test_schedule_numbers_name_key_value_and_range(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        WeightSchedule('loss_x', **kwargs)
+
+
+def test_zero_factors_are_allowed():
+    """A weight ramped from 0 (or switched off) is a valid schedule."""
+    schedule = WeightSchedule('loss_x', schedule=dict(
+        type='linear', end=2, start_factor=0., end_factor=0.))
+    assert factors(schedule, steps=range(3)) == [0., 0., 0.]
+
+
+@pytest.mark.parametrize('stages, message', [
+    ([dict(end=0), dict()],
+     'model.stages[0].end must be an integer >= 1, got 0.'),
+    ([dict(end=2), dict(end=NAN), dict()],
+     'model.stages[1].end must be an integer >= 1, got nan.'),
+    ([dict(end=2.5), dict()],
+     'model.stages[0].end must be an integer >= 1, got 2.5.'),
+    ([dict(end=2), dict(student_loss_weight=INF)],
+     'model.stages[1].student_loss_weight must be a finite number >= 0, got '
+     'inf.'),
+    ([dict(end=2), dict(student_loss_weight=-1.)],
+     'model.stages[1].student_loss_weight must be a finite number >= 0, got '
+     '-1.0.'),
+    ([dict(end=2, distill='no'), dict()],
+     "model.stages[0].distill must be True or False, got 'no'."),
+])
+def test_stage_numbers_name_key_value_and_range(stages, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
         StagePlan(stages, ['loss_a'])
 
 

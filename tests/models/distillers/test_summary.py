@@ -138,3 +138,32 @@ def test_summary_tool(repo_root, capsys):
             'logits_s=logits_s, logits_t=logits_t') in text.splitlines()
     assert "  loss_cls: the student's own loss x 0.5" in text
     assert capsys.readouterr().out.count('cls_kd distiller summary') == 1
+
+
+def _build_messages(tiny_vit, **kwargs):
+    records = _Records()
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(records)
+    try:
+        build(tiny_vit, dict(checkpoint=None, random_init=True), **kwargs)
+    finally:
+        logger.removeHandler(records)
+    return records.messages
+
+
+def test_a_tap_no_loss_reads_is_named(tiny_vit):
+    taps = dict(
+        s_tok=dict(path='backbone.layers.1', selector='patch_tokens'),
+        t_tok=dict(model='teacher', path='backbone.layers.2',
+                   selector='patch_tokens'),
+        s_spare=dict(path='backbone.layers.0', selector='cls_token'))
+    unread = [m for m in _build_messages(tiny_vit, taps=taps)
+              if 'read by no loss' in m]
+    assert unread == [
+        "Taps ['s_spare'] are read by no loss: they are captured at every "
+        'step for nothing. Remove them from model.taps, or read them in a '
+        "loss's inputs."
+    ]
+    # Every tap read: no warning.
+    assert not [m for m in _build_messages(tiny_vit)
+                if 'read by no loss' in m]

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -6,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import cls_kd
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import (
     AttnDistillAlignLoss,
     AttnDistillAttentionLoss,
@@ -342,14 +344,25 @@ def test_unequal_heads_need_aggregation():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(tau=0), 'tau must be positive'),
-    (dict(clamp=(0, 0.996)), 'clamp must be'),
-    (dict(clamp=(0.5, 0.4)), 'clamp must be'),
-    (dict(clamp=(1e-5, )), 'clamp must be'),
+    (dict(tau=0), 'tau must be a finite number > 0, got 0.'),
+    (dict(loss_weight=float('nan')),
+     'loss_weight must be a finite number >= 0, got nan.'),
+    (dict(clamp=(0, 0.996)),
+     'clamp[0] must be a finite number in (0, 1], got 0.'),
+    (dict(clamp=(1e-5, float('inf'))),
+     'clamp[1] must be a finite number in (0, 1], got inf.'),
+    (dict(clamp=(0.5, 0.4)), 'clamp must be (low, high) with 0 < low'),
+    (dict(clamp=(1e-5, )), 'clamp must be (low, high), got (1e-05,)'),
 ])
 def test_invalid_options_rejected(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=re.escape(match)):
         AttnDistillAttentionLoss(**kwargs)
+
+
+def test_align_loss_weight_checked():
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'loss_weight must be a finite number >= 0, got -1.')):
+        AttnDistillAlignLoss(loss_weight=-1)
 
 
 def test_align_loss_is_mean_squared_error():

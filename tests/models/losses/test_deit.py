@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import DeiTDistillLoss
 from cls_kd.registry import MODELS
 
@@ -73,9 +76,15 @@ def test_unknown_mode_rejected():
         DeiTDistillLoss(mode='medium')
 
 
-def test_non_positive_temperature_rejected():
-    with pytest.raises(ValueError, match='temperature must be positive'):
-        DeiTDistillLoss(mode='soft', temperature=0.0)
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(mode='soft', temperature=0.0),
+     'temperature must be a finite number > 0, got 0.0.'),
+    (dict(loss_weight=float('nan')),
+     'loss_weight must be a finite number >= 0, got nan.'),
+])
+def test_bad_numbers_name_key_value_and_range(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        DeiTDistillLoss(**kwargs)
 
 
 def test_build_from_registry():

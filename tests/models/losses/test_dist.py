@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import DISTLoss, KDLoss, dist_loss
 from cls_kd.registry import MODELS
 
@@ -128,10 +131,18 @@ def test_shape_mismatch_names_both_shapes():
         DISTLoss()(torch.zeros(3, 5), torch.zeros(3, 4))
 
 
-@pytest.mark.parametrize('temperature', [0, -1.0])
-def test_non_positive_temperature_rejected(temperature):
-    with pytest.raises(ValueError, match='temperature must be positive'):
-        DISTLoss(temperature=temperature)
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(temperature=0), 'temperature must be a finite number > 0, got 0.'),
+    (dict(temperature=-1.0),
+     'temperature must be a finite number > 0, got -1.0.'),
+    (dict(beta=-1), 'beta must be a finite number >= 0, got -1.'),
+    (dict(gamma=float('inf')), 'gamma must be a finite number >= 0, got inf.'),
+    (dict(loss_weight=float('nan')),
+     'loss_weight must be a finite number >= 0, got nan.'),
+])
+def test_bad_numbers_name_key_value_and_range(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        DISTLoss(**kwargs)
 
 
 def test_build_from_registry():

@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import DKDLoss
 from cls_kd.registry import MODELS
 
@@ -105,9 +108,16 @@ def test_bad_labels_rejected():
         DKDLoss()(torch.zeros(3, 5), torch.zeros(3, 5), torch.zeros(3))
 
 
-def test_non_positive_temperature_rejected():
-    with pytest.raises(ValueError, match='temperature must be positive'):
-        DKDLoss(temperature=0)
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(temperature=0), 'temperature must be a finite number > 0, got 0.'),
+    (dict(alpha=float('nan')), 'alpha must be a finite number >= 0, got nan.'),
+    (dict(beta=-1), 'beta must be a finite number >= 0, got -1.'),
+    (dict(loss_weight=float('inf')),
+     'loss_weight must be a finite number >= 0, got inf.'),
+])
+def test_bad_numbers_name_key_value_and_range(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        DKDLoss(**kwargs)
 
 
 def test_build_from_registry():

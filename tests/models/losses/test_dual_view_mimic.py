@@ -1,10 +1,13 @@
 """ScaleKD's dual-view feature mimicking against independent computations
 (NumPy, SciPy's DCT)."""
+import re
+
 import numpy as np
 import pytest
 import torch
 from scipy.fft import dctn, idctn
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import DualViewMimicLoss, remove_direct
 
 
@@ -82,6 +85,9 @@ def test_views_differ_and_targets_get_no_gradient():
 def test_errors():
     with pytest.raises(ValueError, match='view'):
         DualViewMimicLoss(view='dct')
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'loss_weight must be a finite number >= 0, got nan.')):
+        DualViewMimicLoss(loss_weight=float('nan'))
     with pytest.raises(ValueError, match='student'):
         DualViewMimicLoss()(torch.zeros(2, 49, 8), torch.zeros(2, 49, 16))
     with pytest.raises(ValueError, match='tokens'):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import cls_kd
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import (
     AttentionTransferLoss,
     ChannelWiseDivergenceLoss,
@@ -258,8 +259,33 @@ def test_map_only_losses_and_block_errors():
         FeatureMSELoss()([torch.zeros(2, 3)] * 2, [torch.zeros(2, 3)])
     with pytest.raises(ValueError, match='reduction must be one of'):
         FeatureMSELoss(reduction='sum')
-    with pytest.raises(ValueError, match='temperature'):
-        ChannelWiseDivergenceLoss(temperature=0)
+
+
+@pytest.mark.parametrize('cls, kwargs, message', [
+    (ChannelWiseDivergenceLoss, dict(temperature=0),
+     'temperature must be a finite number > 0, got 0.'),
+    (ChannelWiseDivergenceLoss, dict(loss_weight=float('nan')),
+     'loss_weight must be a finite number >= 0, got nan.'),
+    (AttentionTransferLoss, dict(p=0),
+     'p must be a finite number > 0, got 0.'),
+    (AttentionTransferLoss, dict(beta=float('inf')),
+     'beta must be a finite number > 0, got inf.'),
+    (FeatureMSELoss, dict(loss_weight=float('inf')),
+     'loss_weight must be a finite number >= 0, got inf.'),
+    (FeatureL1Loss, dict(loss_weight=-1),
+     'loss_weight must be a finite number >= 0, got -1.'),
+    (FeatureCosineLoss, dict(loss_weight=float('nan')),
+     'loss_weight must be a finite number >= 0, got nan.'),
+    (HintLoss, dict(in_channels=0, out_channels=4),
+     'in_channels must be an integer >= 1, got 0.'),
+    (HintLoss, dict(in_channels=4, out_channels=4.0),
+     'out_channels must be an integer >= 1, got 4.0.'),
+    (HintLoss, dict(in_channels=4, out_channels=4, loss_weight=float('nan')),
+     'loss_weight must be a finite number >= 0, got nan.'),
+])
+def test_bad_numbers_name_key_value_and_range(cls, kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        cls(**kwargs)
 
 
 def test_build_from_registry_by_name():

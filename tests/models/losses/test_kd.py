@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import KDLoss
 from cls_kd.registry import MODELS
 
@@ -58,10 +61,27 @@ def test_shape_mismatch_names_both_shapes():
         KDLoss()(torch.zeros(3, 5), torch.zeros(3, 4))
 
 
-@pytest.mark.parametrize('temperature', [0, -1.0])
-def test_non_positive_temperature_rejected(temperature):
-    with pytest.raises(ValueError, match='temperature must be positive'):
-        KDLoss(temperature=temperature)
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(temperature=0), 'temperature must be a finite number > 0, got 0.'),
+    (dict(temperature=-1.0),
+     'temperature must be a finite number > 0, got -1.0.'),
+    (dict(temperature=float('inf')),
+     'temperature must be a finite number > 0, got inf.'),
+    (dict(loss_weight=float('nan')),
+     'loss_weight must be a finite number >= 0, got nan.'),
+    (dict(loss_weight=-0.5),
+     'loss_weight must be a finite number >= 0, got -0.5.'),
+    (dict(loss_weight=True),
+     'loss_weight must be a finite number >= 0, got True.'),
+])
+def test_bad_numbers_name_key_value_and_range(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        KDLoss(**kwargs)
+
+
+def test_zero_weight_is_allowed():
+    logits = torch.randn(2, 3)
+    assert KDLoss(loss_weight=0.)(logits, logits.flip(0)).item() == 0
 
 
 def test_build_from_registry():

@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import NKDLoss
 from cls_kd.registry import MODELS
 
@@ -84,9 +87,17 @@ def test_shape_mismatch_names_both_shapes():
         NKDLoss()(torch.zeros(3, 5), torch.zeros(5, 3), torch.zeros(3).long())
 
 
-def test_non_positive_temperature_rejected():
-    with pytest.raises(ValueError, match='temperature must be positive'):
-        NKDLoss(temperature=-2.0)
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(temperature=-2.0),
+     'temperature must be a finite number > 0, got -2.0.'),
+    (dict(gamma=float('nan')), 'gamma must be a finite number >= 0, got nan.'),
+    (dict(gamma=-1.5), 'gamma must be a finite number >= 0, got -1.5.'),
+    (dict(loss_weight='1'),
+     "loss_weight must be a finite number >= 0, got '1'."),
+])
+def test_bad_numbers_name_key_value_and_range(kwargs, message):
+    with pytest.raises(DistillerConfigError, match=re.escape(message)):
+        NKDLoss(**kwargs)
 
 
 def test_build_from_registry():

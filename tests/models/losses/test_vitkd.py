@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 
+from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses import (
     ViTKDGenerationLoss,
     ViTKDMimicLoss,
@@ -110,7 +113,12 @@ def test_shape_errors_say_what_to_do(s_shape, t_shape, match):
 def test_block_count_mismatch_and_bad_weights():
     with pytest.raises(ValueError, match='2 student blocks vs 1 teacher'):
         ViTKDMimicLoss()([torch.zeros(1, 4, 2)] * 2, [torch.zeros(1, 4, 2)])
-    with pytest.raises(ValueError, match='alpha'):
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'alpha must be a finite number > 0, got 0.')):
         ViTKDMimicLoss(alpha=0)
-    with pytest.raises(ValueError, match='mask_ratio'):
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'beta must be a finite number > 0, got nan.')):
+        ViTKDGenerationLoss(beta=float('nan'))
+    with pytest.raises(DistillerConfigError, match=re.escape(
+            'mask_ratio must be a finite number in (0, 1), got 1.0.')):
         ViTKDGenerationLoss(mask_ratio=1.0)
