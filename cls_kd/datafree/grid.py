@@ -109,6 +109,21 @@ def _score(root: str, name: str, label: int,
             record['teacher_predictions'][i] == label)
 
 
+def _read_rows(root: str, folders: Sequence[str], labels: Sequence[int],
+               per_class: int) -> List[List[tuple]]:
+    """Per class (its folder and index), its first ``per_class`` images in
+    file order, each as ``(pixels, score)`` (see :func:`_score`)."""
+    rows, cache = [], {}
+    for folder, label in zip(folders, labels):
+        directory = osp.join(root, 'train', folder)
+        files = sorted(n for n in os.listdir(directory)
+                       if n.endswith('.png'))[:per_class] \
+            if osp.isdir(directory) else []
+        rows.append([(np.asarray(Image.open(osp.join(directory, n))),
+                      _score(root, n, label, cache)) for n in files])
+    return rows
+
+
 def _to_rgb(image: np.ndarray, cell: int) -> np.ndarray:
     """``image`` (H x W gray or H x W x 3) as a cell x cell RGB array:
     nearest neighbour up, area average down."""
@@ -242,14 +257,8 @@ def draw_synthesis_grid(root: str,
                 f'classes must be 1 to {top_rows} class indices in [0, '
                 f'{len(folders)}); got {classes!r}.')
 
-    rows, cache = [], {}
-    for label in classes:
-        directory = osp.join(root, 'train', folders[label])
-        files = sorted(n for n in os.listdir(directory)
-                       if n.endswith('.png'))[:per_class] \
-            if osp.isdir(directory) else []
-        rows.append([(np.asarray(Image.open(osp.join(directory, n))),
-                      _score(root, n, label, cache)) for n in files])
+    rows = _read_rows(root, [folders[c] for c in classes], classes,
+                      per_class)
     images = [image for row in rows for image, _ in row]
     if not images:
         raise ValueError(f'{root} holds no images of the classes '
