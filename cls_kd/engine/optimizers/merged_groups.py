@@ -72,9 +72,16 @@ class MergedGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         chosen = self.optimizer_cfg
         self.optimizer_cfg = with_fused_default(chosen, model.parameters())
         try:
-            return super().__call__(model)
+            wrapper = super().__call__(model)
         finally:
             self.optimizer_cfg = chosen
+        # Built from a config, the groups arrive as ConfigDicts, whose every
+        # read goes through mmengine's lazy-object machinery: the optimizer
+        # reads each group's settings at every step (~0.2 ms a step on a
+        # CPU for AdamW with two groups). Plain dicts, same contents.
+        groups = wrapper.optimizer.param_groups
+        groups[:] = [dict(group) for group in groups]
+        return wrapper
 
     def add_params(self, params: List[dict], module, prefix: str = '',
                    **kwargs) -> None:

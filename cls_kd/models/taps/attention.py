@@ -12,7 +12,7 @@ Supported: mmpretrain ``MultiheadAttention``, ``BEiTAttention``,
 ``w_msa``), and timm ``Attention``.
 """
 import inspect
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
@@ -249,6 +249,13 @@ def check_attention(module: nn.Module, query: Query = None) -> None:
         adapter.check(module)
 
 
+@lru_cache(maxsize=None)
+def _forward_signature(cls: type) -> inspect.Signature:
+    """The signature of ``cls.forward`` (``self`` included), read once per
+    class: building it costs more than the rest of a small tap."""
+    return inspect.signature(cls.forward)
+
+
 def attention_probs(module: nn.Module,
                     args: tuple,
                     kwargs: dict,
@@ -271,7 +278,10 @@ def attention_probs(module: nn.Module,
     adapter = _find_adapter(module)
     if adapter is None:
         check_attention(module, query)  # raises, naming the supported ones
-    call = inspect.signature(module.forward).bind(*args, **kwargs)
+    if 'forward' in vars(module):  # an instance's own forward
+        call = inspect.signature(module.forward).bind(*args, **kwargs)
+    else:
+        call = _forward_signature(type(module)).bind(module, *args, **kwargs)
     call.apply_defaults()
     probs = adapter.logits(module, call.arguments, rows).softmax(dim=-1)
     if query is None or isinstance(query, (list, tuple)):
