@@ -8,10 +8,21 @@ from .checks import (
     image_folder,
     model_num_classes,
 )
+from .replay import (
+    REPLAYABLE_TRANSFORMS,
+    SeededAugmentDataset,
+    SeededAugmentHook,
+    find_seeded_dataset,
+    pipeline_digest,
+    run_facts,
+    view_seed,
+)
 from .subset import SubsetDataset, subset_indices
 
 __all__ = [
     'SubsetDataset', 'subset_indices', 'DatasetCheckError', 'dataset_chain',
     'image_folder', 'dataset_num_classes', 'model_num_classes',
-    'check_num_classes', 'check_synthesis_finished'
+    'check_num_classes', 'check_synthesis_finished', 'SeededAugmentDataset',
+    'SeededAugmentHook', 'REPLAYABLE_TRANSFORMS', 'view_seed',
+    'pipeline_digest', 'find_seeded_dataset', 'run_facts'
 ]

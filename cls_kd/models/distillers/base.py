@@ -20,6 +20,7 @@ from ..taps import StopForward
 from .captures import Captures
 from .errors import DistillerConfigError, message_with_notes
 from .schedule import Progress, StagePlan, active_terms, needs_progress
+from .stored_outputs import stored_teacher_outputs
 from .summary import log_distiller_summary
 from .teacher import FrozenTeachersMixin, TeacherSet, resolve_input_size
 from .wiring import LossWiring, touch
@@ -138,6 +139,11 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         self.__dict__['wiring'] = LossWiring(losses, self._sources(),
                                              self.connectors, MODELS.build)
         self.losses = nn.ModuleDict(self.wiring.modules())
+        # Teachers whose outputs are read from disk instead of run.
+        self.__dict__['stored'] = stored_teacher_outputs(
+            specs, self.teachers, self.captures, self.wiring.terms,
+            self.connectors, getattr(self.data_preprocessor,
+                                     'batch_augments', None))
         _warn_unread_taps(self.captures.owner, self.wiring.terms)
         try:
             self.stage_plan = StagePlan(stages, self.wiring.names)
@@ -321,6 +327,23 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
             captured[f'logits_{name}'] = out
         return captured
 
+    def _stored_logits(self, name: str, inputs: torch.Tensor, data_samples,
+                       dry: bool) -> torch.Tensor:
+        """Teacher ``name``'s stored logits of this batch (zeros in the
+        dry run, whose samples are no seeded views)."""
+        store = self.stored[name]
+        if dry:
+            return inputs.new_zeros(len(inputs), store.num_classes)
+        epoch = self.progress.epoch if self.progress is not None else None
+        return store.read(data_samples, inputs.device, epoch)
+
+    def check_stored_outputs(self, facts: dict, epochs=()) -> None:
+        """Refuse stored teacher outputs dumped for other views or batches
+        (called by ``SeededAugmentHook`` before training; see
+        :meth:`StoredOutputs.check_run`)."""
+        for store in self.stored.values():
+            store.check_run(facts, epochs)
+
     def teachers_to_run(self, active: list) -> Dict[str, bool]:
         """``teacher -> whether its output is read`` for the teachers the
         ``active`` terms need; the others are not run."""
@@ -384,8 +407,12 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
                 raise DistillerConfigError(str(e)) from None
         for name in self.teachers:
             if name in read:
-                captured = self._run_teacher(name, inputs, read[name],
-                                             record=record is not None)
+                if name in self.stored:
+                    captured = {f'logits_{name}': self._stored_logits(
+                        name, inputs, data_samples, record is not None)}
+                else:
+                    captured = self._run_teacher(name, inputs, read[name],
+                                                 record=record is not None)
                 if record is not None:
                     record[name] = captured
                 values.update(captured)

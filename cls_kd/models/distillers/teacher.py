@@ -24,7 +24,7 @@ __all__ = [
 
 _TEACHER_KEYS = {
     'config', 'checkpoint', 'random_init', 'prefix', 'allow_unexpected_keys',
-    'data_preprocessor', 'override', 'train_mode'
+    'data_preprocessor', 'override', 'train_mode', 'outputs'
 }
 
 
@@ -97,6 +97,12 @@ def build_teacher(name: str,
               mode. Only to reproduce published code that leaves its
               teacher in train mode (ScaleKD's); its parameters stay frozen.
               Defaults to False.
+            - ``outputs``: a directory of stored outputs of this teacher
+              (``tools/dump_teacher_outputs.py``), or ``dict(dir=...,
+              min_topk=...)``: training reads them instead of running it
+              (logit losses only, see
+              :mod:`cls_kd.models.distillers.stored_outputs`); it is still
+              built, for its digest and validation. Defaults to None.
 
         report (dict, optional): Filled with where the weights came from,
             for the distiller summary: ``config``, ``checkpoint``, ``total``
