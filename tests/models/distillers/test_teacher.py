@@ -94,8 +94,8 @@ def test_unknown_spec_key_lists_the_known_ones(tiny_vit):
         build_teacher('teacher', dict(config=tiny_vit(), strict=False))
     assert str(info.value) == (
         "Teacher 'teacher' must be dict(config=..., checkpoint=..., "
-        '[allow_unexpected_keys, data_preprocessor, override, prefix, '
-        "random_init, train_mode]); got keys ['config', 'strict'].")
+        '[allow_unexpected_keys, data_preprocessor, outputs, override, '
+        "prefix, random_init, train_mode]); got keys ['config', 'strict'].")
 
 
 # ------------------------------------------------------ strict checkpoints

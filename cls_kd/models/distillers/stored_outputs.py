@@ -1,0 +1,293 @@
+"""Teacher outputs stored once per (epoch, sample) and replayed in training.
+
+``tools/dump_teacher_outputs.py`` writes them; a teacher spec with
+``outputs=DIR`` makes the distiller read them instead of running the
+teacher (logit losses only). See ``docs/stored_teacher_outputs.md``.
+
+Layout of DIR: ``manifest.json`` and one file per epoch,
+``epoch_0000.bin``, a NumPy memory map of one fixed-size record per sample
+of the (seeded) training set, in dataset order (:func:`record_dtype`).
+"""
+import copy
+import hashlib
+import json
+import os
+import os.path as osp
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..connectors.teacher_part import TeacherAccess
+from .errors import DistillerConfigError
+
+__all__ = [
+    'FORMAT', 'record_dtype', 'encode_records', 'decode_records',
+    'teacher_digest', 'read_manifest', 'write_manifest', 'epoch_file',
+    'StoredOutputs', 'stored_teacher_outputs'
+]
+
+FORMAT = 1
+#: Run facts a store must agree with (see ``cls_kd.datasets.run_facts``).
+RUN_KEYS = ('seed', 'pipeline', 'length', 'batch_size', 'world_size')
+
+
+def record_dtype(topk: int, num_classes: int,
+                 dtype: str = 'float16') -> np.dtype:
+    """One sample's record: the teacher's ``topk`` largest logits (in
+    ``dtype``, descending, so ``classes[0]`` is the arg-max) and their
+    classes, the logit of the target class and the log-sum-exp of all
+    logits (float32), and the target class (int32)."""
+    index = '<i2' if num_classes <= np.iinfo(np.int16).max else '<i4'
+    return np.dtype([('logits', np.dtype(dtype).newbyteorder('<'), (topk, )),
+                     ('classes', index, (topk, )),
+                     ('target_logit', '<f4'), ('lse', '<f4'),
+                     ('target', '<i4')])
+
+
+def encode_records(logits: torch.Tensor, targets: torch.Tensor,
+                   rec_dtype: np.dtype) -> np.ndarray:
+    """Records of a batch: ``logits`` (B, K), ``targets`` (B, ) int."""
+    z = logits.detach().float().cpu()  # B, K
+    targets = targets.detach().cpu().long()
+    topk = rec_dtype['logits'].shape[0]
+    values, classes = z.topk(topk, dim=1)  # B, k; sorted, descending
+    records = np.empty(len(z), dtype=rec_dtype)
+    records['logits'] = values.numpy()
+    records['classes'] = classes.numpy()
+    records['target_logit'] = z.gather(1, targets[:, None])[:, 0].numpy()
+    records['lse'] = z.logsumexp(dim=1).numpy()
+    records['target'] = targets.numpy()
+    return records
+
+
+def decode_records(records: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Teacher logits (B, K), float32, rebuilt from records.
+
+    Stored classes (the top-k and the target) get their stored logits;
+    every other class gets ``lse + log(r / n)``, with ``r`` the probability
+    mass (at T = 1) the stored classes leave and ``n`` the number of other
+    classes: at T = 1 the softmax gives each stored class its exact
+    probability and spreads the rest evenly. With k = K the stored logits
+    are returned as they were stored.
+    """
+    def field(name, dtype):  # a contiguous copy (fields are strided)
+        return torch.from_numpy(records[name].astype(dtype))
+
+    values, classes = field('logits', np.float32), field('classes', np.int64)
+    rows, target = torch.arange(len(records)), field('target', np.int64)
+    logits = torch.zeros(len(records), num_classes).scatter_(1, classes,
+                                                             values)  # B, K
+    logits[rows, target] = field('target_logit', np.float32)
+    known = torch.zeros_like(logits, dtype=torch.bool).scatter_(
+        1, classes, True)
+    known[rows, target] = True
+    if bool(known.all()):
+        return logits
+    lse = field('lse', np.float32)[:, None]  # B, 1
+    mass = torch.where(known, (logits - lse).exp(), 0.0).sum(1, True)
+    rest = (1.0 - mass).clamp_min(1e-12)
+    others = (~known).sum(1, keepdim=True).clamp_min(1)
+    return torch.where(known, logits, lse + (rest / others).log())
+
+
+def teacher_digest(teacher: nn.Module, to_teacher_input) -> str:
+    """A digest of a teacher's architecture (``repr``), weights and input
+    re-normalisation (``to_teacher_input`` applied to a fixed probe)."""
+    h = hashlib.sha256(repr(teacher).encode())
+    for name, value in teacher.state_dict().items():
+        value = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f'{name}:{value.dtype}:{value.numel()}'.encode())
+        h.update(value.view(torch.uint8).numpy().tobytes())
+    probe = torch.linspace(-2, 2, 12).view(1, 3, 2, 2)
+    h.update(to_teacher_input(probe).double().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def epoch_file(directory: str, epoch: int) -> str:
+    return osp.join(directory, f'epoch_{int(epoch):04d}.bin')
+
+
+def read_manifest(directory: str) -> dict:
+    with open(osp.join(directory, 'manifest.json')) as f:
+        return json.load(f)
+
+
+def write_manifest(directory: str, manifest: dict) -> None:
+    """Write ``manifest.json`` atomically (a kill leaves the old one)."""
+    path = osp.join(directory, 'manifest.json')
+    with open(path + '.tmp', 'w') as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + '.tmp', path)
+
+
+def complete_epochs(manifest: dict) -> set:
+    return {int(e) for e, v in manifest.get('epochs', {}).items()
+            if v.get('complete')}
+
+
+class StoredOutputs:
+    """Reads one teacher's stored outputs for a training batch.
+
+    Args:
+        directory (str): What ``tools/dump_teacher_outputs.py --out`` wrote.
+        teacher (str): The teacher's name, for messages.
+        min_topk (int): Refuse a store of fewer classes per record.
+            Defaults to 1.
+    """
+
+    def __init__(self, directory: str, teacher: str, min_topk: int = 1):
+        self.directory, self.teacher = directory, teacher
+        self.option = ('model.teacher.outputs' if teacher == 'teacher' else
+                       f'model.teachers.{teacher}.outputs')
+        try:
+            self.manifest = read_manifest(directory)
+        except (OSError, ValueError) as e:
+            raise DistillerConfigError(
+                f'{self.option}={directory!r}: no readable manifest.json '
+                f'({e}); write it with tools/dump_teacher_outputs.py CONFIG '
+                f'--out {directory}.') from None
+        m = self.manifest
+        if m.get('format') != FORMAT:
+            self._refuse('format', m.get('format'), FORMAT)
+        self.num_classes, self.topk = int(m['num_classes']), int(m['topk'])
+        if self.topk < min_topk:
+            self._refuse('topk', self.topk, f'>= {min_topk} (min_topk)')
+        self.rec_dtype = record_dtype(self.topk, self.num_classes, m['dtype'])
+        self._maps: Dict[int, np.memmap] = {}
+        self.checked = False  # check_run called (by SeededAugmentHook)
+
+    def _refuse(self, key, stored, expected) -> None:
+        raise DistillerConfigError(
+            f'{self.option}={self.directory!r} does not fit this run: '
+            f'{key} is {stored!r} in its manifest.json but {expected!r} here. '
+            f'Dump the outputs again for this config '
+            f'(tools/dump_teacher_outputs.py).')
+
+    def check_teacher(self, digest: str) -> None:
+        """Refuse outputs of another teacher (architecture, weights or
+        input normalisation)."""
+        if self.manifest['teacher']['digest'] != digest:
+            self._refuse('the teacher digest',
+                         self.manifest['teacher']['digest'], digest)
+
+    def check_run(self, facts: dict, epochs: Iterable[int] = ()) -> None:
+        """Refuse outputs dumped for other views or batches (``facts``, see
+        ``cls_kd.datasets.run_facts``) or lacking one of ``epochs``."""
+        for key in RUN_KEYS:
+            if self.manifest['run'][key] != facts[key]:
+                self._refuse(key, self.manifest['run'][key], facts[key])
+        missing = sorted(set(epochs) - complete_epochs(self.manifest))
+        if missing:
+            raise DistillerConfigError(
+                f'{self.option}={self.directory!r} lacks epochs {missing} '
+                f'(0-based) of this run; complete ones: '
+                f'{sorted(complete_epochs(self.manifest))}. Dump them with '
+                f'tools/dump_teacher_outputs.py CONFIG --out '
+                f'{self.directory} --epochs {missing[0]}:{missing[-1] + 1}.')
+        self.checked = True
+
+    def records(self, epoch: int, indices) -> np.ndarray:
+        if epoch not in self._maps:
+            if epoch not in complete_epochs(self.manifest):
+                raise RuntimeError(
+                    f'{self.option}: epoch {epoch} was not dumped (complete: '
+                    f'{sorted(complete_epochs(self.manifest))}).')
+            self._maps[epoch] = np.memmap(
+                epoch_file(self.directory, epoch), dtype=self.rec_dtype,
+                mode='r', shape=(int(self.manifest['run']['length']), ))
+        return self._maps[epoch][np.asarray(indices)]
+
+    def read(self, data_samples, device: torch.device,
+             epoch: Optional[int] = None) -> torch.Tensor:
+        """The teacher's logits (B, K) for a batch of seeded views.
+
+        Args:
+            data_samples (list[DataSample]): Samples with ``replay_index``
+                and ``replay_epoch`` (from ``SeededAugmentDataset``).
+            device (torch.device): Where the logits go.
+            epoch (int, optional): The epoch training is in; the views must
+                be that epoch's.
+        """
+        if not self.checked:
+            raise RuntimeError(
+                f'{self.option}: the run was not checked against the stored '
+                f"outputs: add custom_hooks=[dict(type='SeededAugmentHook')].")
+        meta = [s.metainfo for s in data_samples]
+        if any('replay_index' not in m for m in meta):
+            raise RuntimeError(
+                f'{self.option}: the batch has no replay keys: wrap the '
+                f"training set in dict(type='SeededAugmentDataset', ...).")
+        epochs = {m['replay_epoch'] for m in meta}
+        if len(epochs) != 1 or (epoch is not None and epochs != {epoch}):
+            raise RuntimeError(
+                f'{self.option}: the batch holds views of epochs '
+                f'{sorted(epochs)} while training is in epoch {epoch}: add '
+                f"custom_hooks=[dict(type='SeededAugmentHook')].")
+        records = self.records(epochs.pop(), [m['replay_index']
+                                              for m in meta])
+        if 'gt_label' in data_samples[0]:
+            labels = np.array([int(s.gt_label[0]) for s in data_samples])
+            if not np.array_equal(labels, records['target']):
+                raise RuntimeError(
+                    f'{self.option}: stored targets {records["target"]} '
+                    f'differ from the batch labels {labels}: the outputs '
+                    f'belong to another dataset.')
+        return decode_records(records, self.num_classes).to(device)
+
+    def __deepcopy__(self, memo):
+        return self  # shared by copies of the distiller (EMA)
+
+
+def stored_teacher_outputs(specs: Dict[str, dict], teachers, captures,
+                           terms, connectors,
+                           batch_augments=None) -> Dict[str, StoredOutputs]:
+    """``teacher -> StoredOutputs`` for the teacher specs with ``outputs``
+    (a directory, or ``dict(dir=..., min_topk=...)``), checked against the
+    built teachers; a tap or teacher-running connector on such a teacher,
+    or batch augments (Mixup/CutMix, not replayed yet), are refused, naming
+    them (and the loss that reads a tap)."""
+    stored = {}
+    for name, spec in specs.items():
+        outputs = copy.deepcopy(spec.get('outputs'))
+        if outputs is None:
+            continue
+        if batch_augments is not None:
+            raise DistillerConfigError(
+                f'Teacher {name!r} has outputs={outputs!r} but the student '
+                f'has batch augments ({type(batch_augments).__name__}, '
+                f'Mixup/CutMix): their draws are not replayed yet, so the '
+                f'stored outputs would belong to other images. Remove '
+                f'train_cfg.augments from the student or drop outputs.')
+        if isinstance(outputs, str):
+            outputs = dict(dir=outputs)
+        store = StoredOutputs(outputs.pop('dir'), name, **outputs)
+        taps = sorted(t for t, owner in captures.owner.items()
+                      if owner == name)
+        for term in terms:
+            read = sorted(term.sources() & set(taps))
+            if read:
+                raise DistillerConfigError(
+                    f'Loss {term.name!r} ({type(term.module).__name__}) reads '
+                    f'features {read} of teacher {name!r}, whose outputs are '
+                    f'replayed from {store.directory!r}: stored outputs hold '
+                    f'its logits only. Drop {store.option} to run the '
+                    f'teacher.')
+        if taps:
+            raise DistillerConfigError(
+                f'Taps {taps} are on teacher {name!r}, whose outputs are '
+                f'replayed ({store.option}): it is not run in training.')
+        for key, connector in connectors.items():
+            if isinstance(connector, TeacherAccess) and \
+                    connector.teacher_name == name:
+                raise DistillerConfigError(
+                    f'Connector {key!r} runs part of teacher {name!r}, whose '
+                    f'outputs are replayed ({store.option}): not possible '
+                    f'from stored logits.')
+        store.check_teacher(teacher_digest(
+            teachers[name], lambda x, n=name: teachers.inputs_for(n, x)))
+        stored[name] = store
+    return stored

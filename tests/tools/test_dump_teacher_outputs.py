@@ -1,0 +1,103 @@
+"""tools/dump_teacher_outputs.py: records, resuming a killed dump, --check
+and refusals."""
+import importlib.util
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+
+def _replay_tests():
+    """tests/models/distillers/test_replay.py (its config helper)."""
+    path = osp.join(HERE, '..', 'models', 'distillers', 'test_replay.py')
+    spec = importlib.util.spec_from_file_location('replay_tests', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def setup(digits_root, tool_loader, tmp_path_factory):
+    work = tmp_path_factory.mktemp('dump')
+    cfg = _replay_tests().seeded_kd_config(digits_root, work, images=24,
+                                           batch_size=8)
+    path = str(work / 'config.py')
+    cfg.dump(path)
+    return tool_loader('tools/dump_teacher_outputs.py'), path, work
+
+
+def _records(out, epoch):
+    return np.fromfile(osp.join(out, f'epoch_{epoch:04d}.bin'), np.uint8)
+
+
+def test_killed_dump_resumes_and_redoes_the_torn_epoch(setup, capsys,
+                                                       monkeypatch):
+    tool, config, work = setup
+    clean = str(work / 'clean')
+    manifest = tool.main([config, '--out', clean, '--topk', '4'])
+    assert manifest['epochs'].keys() == {'0', '1'}
+    assert manifest['topk'] == 4 and manifest['run']['length'] == 24
+    # 24 samples x (4 float16 + 4 int16 + 3 x 4 bytes).
+    assert _records(clean, 0).size == 24 * 28
+    assert not np.array_equal(_records(clean, 0), _records(clean, 1))
+
+    out = str(work / 'torn')
+    calls = []
+    encode = tool.encode_records
+
+    def dies_in_epoch_1(*args):
+        calls.append(1)
+        if len(calls) == 5:  # second batch of epoch 1 (3 batches an epoch)
+            raise KeyboardInterrupt
+        return encode(*args)
+
+    monkeypatch.setattr(tool, 'encode_records', dies_in_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        tool.main([config, '--out', out, '--topk', '4'])
+    monkeypatch.undo()
+    with open(osp.join(out, 'manifest.json')) as f:
+        assert json.load(f)['epochs'].keys() == {'0'}
+    capsys.readouterr()
+    tool.main([config, '--out', out, '--topk', '4', '--check', '6'])
+    printed = capsys.readouterr().out
+    assert 'epoch 0: complete, skipped' in printed
+    assert 'epoch 1: batch 3/3' in printed
+    for epoch in (0, 1):
+        assert np.array_equal(_records(out, epoch), _records(clean, epoch))
+    # float16 logits of a random teacher (|z| < 1): within half an ulp.
+    diff = float(printed.split('stored logit ')[1].split()[0])
+    assert 0 <= diff < 5e-4
+
+
+def test_store_of_another_kind_in_out_is_refused(setup):
+    tool, config, work = setup
+    out = str(work / 'other')
+    tool.main([config, '--out', out, '--topk', '2', '--epochs', '0:1'])
+    with pytest.raises(SystemExit, match=r'holds outputs with topk=2, this '
+                       r'dump would write 3: choose another --out'):
+        tool.main([config, '--out', out, '--topk', '3', '--epochs', '0:1'])
+
+
+def test_several_processes_are_refused(setup, monkeypatch):
+    tool, config, work = setup
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(SystemExit, match='runs in one process.*--world-size'):
+        tool.main([config, '--out', str(work / 'ws')])
+
+
+def test_unseeded_training_set_is_refused(setup, tool_loader, repo_root):
+    tool, _, work = setup
+    with pytest.raises(SystemExit, match='not wrapped in SeededAugmentData'):
+        tool.main([osp.join(repo_root, 'configs', 'kd',
+                            'kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'),
+                   '--out', str(work / 'plain'), '--cfg-options',
+                   'model.teacher.random_init=True'])
+
+
+def test_bad_epochs_are_refused(setup):
+    tool, config, work = setup
+    with pytest.raises(SystemExit, match=r'--epochs 2:1: need 0 <= A < B'):
+        tool.main([config, '--out', str(work / 'e'), '--epochs', '2:1'])
