@@ -88,13 +88,15 @@ def test_several_processes_are_refused(setup, monkeypatch):
         tool.main([config, '--out', str(work / 'ws')])
 
 
-def test_unseeded_training_set_is_refused(setup, tool_loader, repo_root):
+def test_unseeded_training_set_is_refused(setup, tool_loader, repo_root,
+                                          digits_root):
     tool, _, work = setup
     with pytest.raises(SystemExit, match='not wrapped in SeededAugmentData'):
         tool.main([osp.join(repo_root, 'configs', 'kd',
                             'kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'),
                    '--out', str(work / 'plain'), '--cfg-options',
-                   'model.teacher.random_init=True'])
+                   'model.teacher.random_init=True',
+                   f'train_dataloader.dataset.data_root={digits_root}'])
 
 
 def test_bad_epochs_are_refused(setup):
