@@ -113,6 +113,10 @@ def test_two_stages_in_a_run_and_on_resume(repo_root, small_digits_cfg,
         cfg.resume = True
         cfg.load_from = osp.join(str(tmp_path / 'a'), 'epoch_1.pth')
         cfg.work_dir = str(tmp_path / 'b')
+        # Its own experiment name: mmengine names the (singleton) visualizer
+        # after the start second, so a run built in the same second as the
+        # stage-1 run would log into that run's folder.
+        cfg.experiment_name = 'resumed'
         runner = Runner.from_cfg(cfg)
         counter = CountingTeacher(runner)
     runner.train()
