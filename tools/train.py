@@ -218,7 +218,19 @@ def main(argv=None):
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
     scale_base_lr_too(runner)
     runner.train()
+    close_process_group()
     return runner
+
+
+def close_process_group() -> None:
+    """Destroy the distributed process group at the end of a run:
+    left to interpreter exit, its background threads were seen to abort a
+    gloo rank ('terminate called without an active exception') after the
+    run had finished."""
+    import torch.distributed as torch_dist
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
 
 
 if __name__ == '__main__':
