@@ -4,7 +4,8 @@
 # the DINO ViT-S/8 row (no official run of this pair exists: the paper's
 # teachers are DINO and Mugs). The teacher's 16x16 class-token attention
 # row is resized bicubically to the student's 14x14 grid; no head
-# aggregation. The teacher is a timm model through mmpretrain's
+# aggregation (the student, projector and losses of that row's config).
+# The teacher is a timm model through mmpretrain's
 # TimmClassifier (no head: num_classes=0); its targets are the class token
 # after its final norm (`model.norm`) and the last block's attention row.
 # Teacher weights (a machine with internet; timm resamples the position
@@ -12,17 +13,12 @@
 #   python -c "import timm, torch; m = timm.create_model(\
 #   'vit_small_patch14_dinov2.lvd142m', pretrained=True, img_size=224); \
 #   torch.save(m.state_dict(), 'checkpoints/dinov2_vit-small-p14.pth')"
-_base_ = ['../_base_/distill/attndistill_in1k.py']
+_base_ = ['./attndistill_dino-vit-small-p8_vit-small-p16_8xb128-accu4-800e_in1k.py']
 
 model = dict(
-    student=dict(
-        type='DINOVisionTransformer',
-        arch='deit-small',
-        img_size=224,
-        patch_size=16,
-        out_type='cls_token'),
     teacher=dict(
         config=dict(
+            _delete_=True,
             type='TimmClassifier',
             model_name='vit_small_patch14_dinov2',
             pretrained=False,
@@ -36,10 +32,5 @@ model = dict(
     taps=dict(
         t_cls=dict(model='teacher', path='model.norm', selector='cls_token',
                    num_prefix_tokens=1),
-        t_attn=dict(model='teacher', path='model.blocks.11.attn',
-                    selector={{_base_.attn_row}})),
-    connectors=dict(
-        proj=dict(type='AttnDistillProjector', in_channels=384,
-                  out_channels=384)),
-    losses=dict(loss_attn=dict(aggregate=False)),
+        t_attn=dict(model='teacher', path='model.blocks.11.attn')),
 )

@@ -90,13 +90,12 @@ def _student_type(checkpoint: dict) -> Optional[type]:
         return None
 
 
-def is_bare_backbone(checkpoint: dict, state: dict) -> bool:
+def is_bare_backbone(kind: Optional[type], state: dict) -> bool:
     """Whether the student is a bare backbone, not a classifier: by its
-    class where the checkpoint names it (a timm classifier has no
-    ``backbone.`` keys either), else by its keys (none under ``backbone.``,
-    ``neck.`` or ``head.``)."""
+    class ``kind`` where the checkpoint names it (:func:`_student_type`; a
+    timm classifier has no ``backbone.`` keys either), else by its keys
+    (none under ``backbone.``, ``neck.`` or ``head.``)."""
     from mmpretrain.models import BaseClassifier
-    kind = _student_type(checkpoint)
     if isinstance(kind, type):
         return not issubclass(kind, BaseClassifier)
     return bool(state) and not any(k.startswith(_MODEL_PARTS) for k in state)
@@ -153,7 +152,7 @@ def extract_student(src: str,
         }
         print(f'The student is a {kind.__name__}: its keys are written '
               f'without model., as its own checkpoints hold them.')
-    elif is_bare_backbone(checkpoint, state):
+    elif is_bare_backbone(kind, state):
         if bare:
             print('The student is a bare backbone: its keys are written as '
                   'trained (--bare).')
