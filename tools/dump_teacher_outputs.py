@@ -4,28 +4,39 @@ and store its outputs, for training runs that replay them.
     python tools/dump_teacher_outputs.py CONFIG --out DIR [--epochs A:B]
         [--topk K] [--dtype float16|float32] [--teacher NAME]
         [--world-size W] [--check N] [--cfg-options key=value ...]
+    bash tools/dist_dump.sh CONFIG GPUS --out DIR [options]
 
-CONFIG's training set must be wrapped in ``SeededAugmentDataset`` (each
-view is rebuilt from ``(seed, epoch, index)``); the teacher (the first, or
-``--teacher``) runs in eval mode, float32, on the views of epochs
-[A, B) (0-based; all of ``train_cfg.max_epochs`` by default), batched and
-re-normalised as in training. Per epoch, ``DIR/epoch_XXXX.bin`` holds one
-record per sample (``cls_kd.models.distillers.stored_outputs.record_dtype``:
-top-k logits, their classes, the target's logit, the log-sum-exp, the
-target), and ``DIR/manifest.json`` the digests, run facts, versions and a
-complete flag per epoch, set once the epoch's file is flushed. Epochs
-already complete are skipped, so a killed dump resumes where it stopped (an
-epoch without its flag is redone). ``--check N`` recomputes N stored
-records (of random complete epochs) and prints the largest difference.
+CONFIG's training set must be wrapped in ``SeededAugmentDataset`` (each view is
+rebuilt from ``(seed, epoch, index)``); the teacher (the first, or
+``--teacher``) runs in eval mode, float32, on the views of epochs [A, B)
+(0-based; all of ``train_cfg.max_epochs`` by default), in the batches the
+training run's processes will see (the sampler of each of ``--world-size``
+ranks, in order) and re-normalised as in training. With batch augments
+(Mixup/CutMix) the teacher sees the mixed batch, mixed from the batch's key
+(``cls_kd.datasets.SeededBatchAugments``), and each record also holds the batch
+key and the mixed label's fingerprint. Per epoch, ``DIR/epoch_XXXX.bin`` holds
+one record per sample
+(``cls_kd.models.distillers.stored_outputs.record_dtype``: top-k logits, their
+classes, the target's logit, the log-sum-exp, the target), and
+``DIR/manifest.json`` the digests, run facts, versions and a complete flag per
+epoch, set once the epoch's file is flushed. Epochs already complete are
+skipped, so a killed dump resumes where it stopped (an epoch without its flag
+is redone). ``--check N`` recomputes N stored records (of random complete
+epochs) and prints the largest difference.
 
-Runs in one process: ``--world-size`` is the number of processes of the
-training runs that will read the outputs (recorded and checked there); a
-launch with several processes is refused. Train with
-``--cfg-options model.teacher.outputs=DIR``; see
+``--world-size`` is the number of processes of the training runs that will read
+the outputs (recorded and checked there; default: the number of processes of
+the dump). Launched with several processes (``tools/dist_dump.sh``), the
+batches of an epoch are split among them; they write their records into the
+same files and rank 0 sets the flags.
+Train with ``--cfg-options model.teacher.outputs=DIR``; see
 ``docs/stored_teacher_outputs.md``.
 """
 import argparse
+import copy
+import datetime
 import hashlib
+import math
 import os
 import os.path as osp
 import random
@@ -35,13 +46,23 @@ import mmengine
 import mmpretrain
 import numpy as np
 import torch
+import torch.distributed as torch_dist
+from mmengine import dist
 from mmengine.config import Config, DictAction
-from mmengine.dataset import pseudo_collate
+from mmengine.dataset import DefaultSampler
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, set_random_seed
+from torch.utils.data import DataLoader
 
 import cls_kd
-from cls_kd.datasets import find_seeded_dataset, run_facts
+from cls_kd.datasets import (
+    batch_key,
+    find_seeded_dataset,
+    mix_facts,
+    mix_fingerprint,
+    run_facts,
+    seed_batch_augments,
+)
 from cls_kd.models.distillers.base import teacher_forward
 from cls_kd.models.distillers.stored_outputs import (
     FORMAT,
@@ -75,14 +96,33 @@ def parse_args(argv=None):
                         default='float16', help='storage of the logits')
     parser.add_argument('--teacher', help='teacher name (default: first)')
     parser.add_argument(
-        '--world-size', type=int, default=1,
-        help='number of processes of the training runs that replay them')
+        '--world-size', type=int,
+        help='number of processes of the training runs that replay them '
+        '(default: those of this dump)')
     parser.add_argument('--check', type=int, default=0, metavar='N',
                         help='recompute N records and print the largest '
                         'difference')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
+    parser.add_argument('--launcher', choices=['none', 'pytorch'],
+                        default='none', help='pytorch: one of the '
+                        'processes of tools/dist_dump.sh')
     return parser.parse_args(argv)
+
+
+def init_launcher(launcher: str):
+    """``(rank, processes)``; starts the process group for ``pytorch``
+    (NCCL with GPUs, gloo without)."""
+    if launcher == 'pytorch':
+        timeout = datetime.timedelta(hours=24)  # ranks wait for the slowest
+        if torch.cuda.is_available():
+            dist.init_dist('pytorch', backend='nccl', timeout=timeout)
+        else:
+            torch_dist.init_process_group(backend='gloo', timeout=timeout)
+    elif int(os.environ.get('WORLD_SIZE', '1')) > 1:
+        _fail('launched with several processes but --launcher none: use '
+              'bash tools/dist_dump.sh CONFIG GPUS --out DIR.')
+    return dist.get_dist_info()
 
 
 def _fail(message: str):
@@ -104,9 +144,6 @@ def epoch_range(text, max_epochs: int) -> range:
 
 def build(args):
     """The config, distiller, training dataloader and seeded dataset."""
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1:
-        _fail('runs in one process; launch it with python, and give the '
-              'training world size with --world-size.')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -142,11 +179,49 @@ def build(args):
     # On the CPU, as the distiller that replays computes it.
     digest = teacher_digest(model.teachers[name],
                             lambda x: model.teachers.inputs_for(name, x))
+    seed_batch_augments(model.data_preprocessor)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     return cfg, model.to(device).eval(), name, loader, dataset, digest
 
 
-def new_manifest(args, cfg, name, digest, loader, num_classes) -> dict:
+def rank_indices(sampler, rank: int, world_size: int, epoch: int) -> list:
+    """The sample indices ``sampler`` gives process ``rank`` of
+    ``world_size`` in ``epoch`` (mmengine's ``DefaultSampler`` recomputed
+    for that rank; any sampler in a one-process run)."""
+    if world_size > 1 or rank:
+        if not isinstance(sampler, DefaultSampler):
+            _fail(f'--world-size {world_size}: the batches of each rank are '
+                  f'rebuilt for mmengine\'s DefaultSampler only, the config '
+                  f'has {type(sampler).__name__}.')
+        sampler = copy.copy(sampler)
+        sampler.rank, sampler.world_size = rank, world_size
+        n = len(sampler.dataset)
+        if sampler.round_up:
+            sampler.num_samples = math.ceil(n / world_size)
+            sampler.total_size = sampler.num_samples * world_size
+        else:
+            sampler.num_samples = math.ceil((n - rank) / world_size)
+            sampler.total_size = n
+    if hasattr(sampler, 'set_epoch'):
+        sampler.set_epoch(epoch)
+    return list(iter(sampler))
+
+
+def epoch_batches(loader, world_size: int, epoch: int) -> list:
+    """Every batch of ``epoch`` over the ``world_size`` training processes:
+    lists of sample indices, rank by rank, in order."""
+    batches = []
+    for rank in range(world_size):
+        indices = rank_indices(loader.sampler, rank, world_size, epoch)
+        size = int(loader.batch_size)
+        for start in range(0, len(indices), size):
+            batch = indices[start:start + size]
+            if len(batch) == size or not loader.drop_last:
+                batches.append(batch)
+    return batches
+
+
+def new_manifest(args, cfg, name, digest, loader, num_classes, mix) -> dict:
     facts = dict(run_facts(loader), world_size=args.world_size)
     spec = cfg.model.get('teachers', {}).get(name) if cfg.model.get(
         'teachers') else cfg.model.teacher
@@ -157,7 +232,7 @@ def new_manifest(args, cfg, name, digest, loader, num_classes) -> dict:
         config=dict(file=osp.abspath(args.config),
                     digest=hashlib.sha256(
                         cfg.pretty_text.encode()).hexdigest()[:16]),
-        run=facts, num_classes=num_classes,
+        run=facts, num_classes=num_classes, mix=mix,
         topk=min(args.topk, num_classes), dtype=args.dtype,
         versions=dict(cls_kd=cls_kd.__version__, torch=torch.__version__,
                       mmengine=mmengine.__version__,
@@ -168,7 +243,8 @@ def new_manifest(args, cfg, name, digest, loader, num_classes) -> dict:
 
 def check_same(old: dict, new: dict, out: str) -> None:
     """Refuse to add to a store written for another teacher or run."""
-    for key in ('format', 'num_classes', 'topk', 'dtype', 'teacher', 'run'):
+    for key in ('format', 'num_classes', 'topk', 'dtype', 'teacher', 'run',
+                'mix'):
         ours = {k: v for k, v in new[key].items() if k != 'checkpoint'} \
             if key == 'teacher' else new[key]
         theirs = {k: v for k, v in old.get(key, {}).items()
@@ -178,8 +254,10 @@ def check_same(old: dict, new: dict, out: str) -> None:
                   f'would write {ours!r}: choose another --out or delete it.')
 
 
-def teacher_logits(model, name, batch):
-    data = model.data_preprocessor(batch, training=False)
+def teacher_logits(model, name, batch, mixed: bool = False):
+    """The teacher's logits of a collated batch and its data samples
+    (mixed by the batch augments when ``mixed``)."""
+    data = model.data_preprocessor(batch, training=mixed)
     teacher = model.teachers[name]
     with torch.no_grad():
         return teacher_forward(
@@ -191,93 +269,174 @@ def targets_of(samples) -> torch.Tensor:
     return torch.tensor([int(s.gt_label[0]) for s in samples])
 
 
-def dump_epoch(model, name, loader, dataset, manifest, out, epoch) -> None:
+def encode_batch(logits, samples, rec_dtype, mixed: bool):
+    """``(replay indices, records)`` of one batch."""
+    meta = [s.metainfo for s in samples]
+    index = np.array([m['replay_index'] for m in meta])
+    key = batch_key(meta[0]['replay_seed'], meta[0]['replay_epoch'],
+                    index) if mixed else None
+    mix = mix_fingerprint(samples) if mixed else None
+    return index, encode_records(logits, targets_of(samples), rec_dtype,
+                                 batch=key, mix=mix)
+
+
+def batch_loader(loader, batches) -> DataLoader:
+    """The config's dataset, collate function and workers over the given
+    batches (lists of indices), in order."""
+    return DataLoader(loader.dataset, batch_sampler=batches,
+                      collate_fn=loader.collate_fn,
+                      num_workers=loader.num_workers,
+                      worker_init_fn=loader.worker_init_fn)
+
+
+def dump_epoch(model, name, loader, dataset, manifest, out, epoch,
+               rank: int = 0, processes: int = 1) -> None:
+    """Write ``epoch``'s records; with several processes each runs every
+    ``processes``-th batch, and rank 0 sets the complete flag."""
+    mixed = manifest.get('mix') is not None
     rec_dtype = record_dtype(manifest['topk'], manifest['num_classes'],
-                             manifest['dtype'])
+                             manifest['dtype'], mixed=mixed)
     length = len(dataset)
     dataset.set_epoch(epoch)
-    if hasattr(loader.sampler, 'set_epoch'):
-        loader.sampler.set_epoch(epoch)
-    records = np.memmap(epoch_file(out, epoch), dtype=rec_dtype, mode='w+',
+    batches = epoch_batches(loader, manifest['run']['world_size'], epoch)
+    if mixed:
+        flat = [i for b in batches for i in b]
+        if len(flat) != len(set(flat)):
+            _fail(f'epoch {epoch}: with batch augments every sample must be '
+                  f'in one batch, but the sampler repeats '
+                  f'{len(flat) - len(set(flat))} samples (DefaultSampler '
+                  f'pads {length} samples to a multiple of world size '
+                  f'{manifest["run"]["world_size"]}): a mixed view cannot '
+                  f'be stored twice per sample. Set train_dataloader.sampler'
+                  f'.round_up=False or use a world size that divides '
+                  f'{length}.')
+    if rank == 0:
+        np.memmap(epoch_file(out, epoch), dtype=rec_dtype, mode='w+',
+                  shape=(length, )).flush()
+    dist.barrier()
+    records = np.memmap(epoch_file(out, epoch), dtype=rec_dtype, mode='r+',
                         shape=(length, ))
-    seen = np.zeros(length, dtype=bool)
-    start, total = time.time(), len(loader)
-    for i, batch in enumerate(loader):
-        logits, samples = teacher_logits(model, name, batch)
-        index = np.array([s.metainfo['replay_index'] for s in samples])
-        records[index] = encode_records(logits, targets_of(samples),
-                                        rec_dtype)
-        seen[index] = True
-        if (i + 1) % 20 == 0 or i + 1 == total:
+    seen = np.zeros(length, dtype=np.uint8)
+    mine = batches[rank::processes]
+    start, total = time.time(), len(mine)
+    for i, batch in enumerate(batch_loader(loader, mine)):
+        logits, samples = teacher_logits(model, name, batch, mixed)
+        index, encoded = encode_batch(logits, samples, rec_dtype, mixed)
+        records[index] = encoded
+        seen[index] = 1
+        if rank == 0 and ((i + 1) % 20 == 0 or i + 1 == total):
             elapsed = time.time() - start
             eta = elapsed / (i + 1) * (total - i - 1)
-            print(f'epoch {epoch}: batch {i + 1}/{total}, {elapsed:.0f} s, '
-                  f'ETA {eta:.0f} s', flush=True)
-    if not seen.all():
-        _fail(f'epoch {epoch}: the sampler gave {int(seen.sum())} of '
-              f'{length} samples; use a sampler that visits each once.')
+            print(f'epoch {epoch}: batch {i + 1}/{total}'
+                  f'{f" (rank 0 of {processes})" if processes > 1 else ""}, '
+                  f'{elapsed:.0f} s, ETA {eta:.0f} s', flush=True)
     records.flush()
     del records
-    manifest['epochs'][str(epoch)] = dict(
-        complete=True, seconds=round(time.time() - start, 1))
-    write_manifest(out, manifest)
+    if processes > 1:
+        counts = torch.from_numpy(seen.astype(np.int32))
+        if torch.cuda.is_available():
+            counts = counts.cuda()
+        dist.all_reduce(counts)
+        seen = counts.cpu().numpy()
+    if rank == 0:
+        needed = length if not loader.drop_last else len(
+            {i for b in batches for i in b})
+        if int((seen > 0).sum()) < needed:
+            _fail(f'epoch {epoch}: the sampler gave {int((seen > 0).sum())} '
+                  f'of {length} samples; use a sampler that visits each '
+                  f'once.')
+        manifest['epochs'][str(epoch)] = dict(
+            complete=True, seconds=round(time.time() - start, 1))
+        write_manifest(out, manifest)
+    dist.barrier()
 
 
-def check_records(model, name, dataset, manifest, out, count) -> float:
-    """Recompute ``count`` random stored records; the largest absolute
-    difference of the decoded logits at the stored classes."""
+def check_records(model, name, loader, dataset, manifest, out,
+                  count) -> float:
+    """Recompute at least ``count`` stored records (whole batches of random
+    complete epochs, rebuilt as dumped); the largest absolute difference
+    of the decoded logits at the stored classes. Mixed records must also
+    have the same batch key and mixed-label fingerprint."""
     done = sorted(complete_epochs(manifest))
     if not done:
         _fail('--check: no complete epoch in ' + out)
-    rng = random.Random(0)
-    picks = [(rng.choice(done), rng.randrange(len(dataset)))
-             for _ in range(count)]
+    mixed = manifest.get('mix') is not None
     rec_dtype = record_dtype(manifest['topk'], manifest['num_classes'],
-                             manifest['dtype'])
-    logits, _ = teacher_logits(model, name, pseudo_collate(
-        [dataset.view(i, e) for e, i in picks]))
-    stored = np.stack([
-        np.memmap(epoch_file(out, e), dtype=rec_dtype, mode='r',
-                  shape=(len(dataset), ))[i] for e, i in picks])
-    decoded = decode_records(stored, manifest['num_classes'])
-    known = torch.zeros_like(decoded, dtype=torch.bool).scatter_(
-        1, torch.from_numpy(stored['classes'].astype(np.int64)), True)
-    diff = (decoded - logits.float().cpu()).abs()[known]
-    return float(diff.max())
+                             manifest['dtype'], mixed=mixed)
+    rng, worst, checked = random.Random(0), 0.0, 0
+    while checked < count:
+        epoch = rng.choice(done)
+        dataset.set_epoch(epoch)
+        batches = epoch_batches(loader, manifest['run']['world_size'], epoch)
+        batch = next(iter(batch_loader(loader, [rng.choice(batches)])))
+        logits, samples = teacher_logits(model, name, batch, mixed)
+        index, fresh = encode_batch(logits, samples, rec_dtype, mixed)
+        stored = np.memmap(epoch_file(out, epoch), dtype=rec_dtype, mode='r',
+                           shape=(len(dataset), ))[index]
+        if mixed and not (np.array_equal(stored['batch'], fresh['batch'])
+                          and np.allclose(stored['mix'], fresh['mix'])):
+            _fail(f'--check: epoch {epoch}: samples {index[:8].tolist()} '
+                  f'were stored from another batch or mix.')
+        decoded = decode_records(stored, manifest['num_classes'])
+        known = torch.zeros_like(decoded, dtype=torch.bool).scatter_(
+            1, torch.from_numpy(stored['classes'].astype(np.int64)), True)
+        diff = (decoded - logits.float().cpu()).abs()[known]
+        worst, checked = max(worst, float(diff.max())), checked + len(index)
+    return worst
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.topk < 1 or args.world_size < 1 or args.check < 0:
+    if args.topk < 1 or (args.world_size or 1) < 1 or args.check < 0:
         _fail(f'--topk and --world-size must be >= 1 and --check >= 0; got '
               f'{args.topk}, {args.world_size}, {args.check}.')
+    rank, processes = init_launcher(args.launcher)
+    if args.world_size is None:
+        args.world_size = processes
     cfg, model, name, loader, dataset, digest = build(args)
-    num_classes = teacher_logits(model, name, pseudo_collate(
-        [dataset.view(0, 0)]))[0].shape[1]
-    manifest = new_manifest(args, cfg, name, digest, loader, num_classes)
-    os.makedirs(args.out, exist_ok=True)
-    if osp.exists(osp.join(args.out, 'manifest.json')):
-        old = read_manifest(args.out)
-        check_same(old, manifest, args.out)
-        manifest['epochs'] = old.get('epochs', {})
-    write_manifest(args.out, manifest)
+    num_classes = teacher_logits(model, name, next(iter(batch_loader(
+        loader, [[0]]))))[0].shape[1]
+    mix = mix_facts(model.data_preprocessor, loader)
+    if mix is not None and mix['sampler_seed'] is None:
+        _fail('the config has batch augments (Mixup/CutMix) but no '
+              'randomness.seed: the training run\'s sampler order, which '
+              'fixes each sample\'s batch, would be random. Set '
+              'randomness=dict(seed=...).')
+    manifest = new_manifest(args, cfg, name, digest, loader, num_classes,
+                            mix)
+    if rank == 0:
+        os.makedirs(args.out, exist_ok=True)
+        if osp.exists(osp.join(args.out, 'manifest.json')):
+            old = read_manifest(args.out)
+            check_same(old, manifest, args.out)
+            manifest['epochs'] = old.get('epochs', {})
+        write_manifest(args.out, manifest)
+    dist.barrier()
+    manifest = read_manifest(args.out)
     epochs = epoch_range(args.epochs, cfg.train_cfg.max_epochs)
     todo = [e for e in epochs if e not in complete_epochs(manifest)]
-    size = record_dtype(manifest['topk'], num_classes,
-                        manifest['dtype']).itemsize * len(dataset)
-    print(f'{len(dataset)} samples x {size // len(dataset)} B = '
-          f'{size / 2**20:.2f} MiB per epoch; {len(todo)} of {len(epochs)} '
-          f'epochs to dump ({size * len(todo) / 2**20:.2f} MiB), top-'
-          f'{manifest["topk"]} of {num_classes} classes in '
-          f'{manifest["dtype"]}', flush=True)
+    size = record_dtype(manifest['topk'], num_classes, manifest['dtype'],
+                        mixed=mix is not None).itemsize * len(dataset)
+    split = f', split over {processes} processes' if processes > 1 else ''
+    if rank == 0:
+        print(f'{len(dataset)} samples x {size // len(dataset)} B = '
+              f'{size / 2**20:.2f} MiB per epoch; {len(todo)} of '
+              f'{len(epochs)} epochs to dump ({size * len(todo) / 2**20:.2f} '
+              f'MiB), top-{manifest["topk"]} of {num_classes} classes in '
+              f'{manifest["dtype"]}, batches of {args.world_size} training '
+              f'process(es){" with batch augments" if mix else ""}'
+              f'{split}',
+              flush=True)
     for epoch in epochs:
         if epoch in complete_epochs(manifest):
-            print(f'epoch {epoch}: complete, skipped', flush=True)
+            if rank == 0:
+                print(f'epoch {epoch}: complete, skipped', flush=True)
             continue
-        dump_epoch(model, name, loader, dataset, manifest, args.out, epoch)
-    if args.check:
-        diff = check_records(model, name, dataset, manifest, args.out,
-                             args.check)
+        dump_epoch(model, name, loader, dataset, manifest, args.out, epoch,
+                   rank, processes)
+    if args.check and rank == 0:
+        diff = check_records(model, name, loader, dataset, manifest,
+                             args.out, args.check)
         print(f'--check {args.check}: largest difference of a stored logit '
               f'{diff:.3g}', flush=True)
     return manifest

@@ -12,9 +12,14 @@ from .replay import (
     REPLAYABLE_TRANSFORMS,
     SeededAugmentDataset,
     SeededAugmentHook,
+    SeededBatchAugments,
+    batch_key,
     find_seeded_dataset,
+    mix_facts,
+    mix_fingerprint,
     pipeline_digest,
     run_facts,
+    seed_batch_augments,
     view_seed,
 )
 from .subset import SubsetDataset, subset_indices
@@ -24,5 +29,7 @@ __all__ = [
     'image_folder', 'dataset_num_classes', 'model_num_classes',
     'check_num_classes', 'check_synthesis_finished', 'SeededAugmentDataset',
     'SeededAugmentHook', 'REPLAYABLE_TRANSFORMS', 'view_seed',
-    'pipeline_digest', 'find_seeded_dataset', 'run_facts'
+    'pipeline_digest', 'find_seeded_dataset', 'run_facts', 'batch_key',
+    'SeededBatchAugments', 'seed_batch_augments', 'mix_fingerprint',
+    'mix_facts'
 ]

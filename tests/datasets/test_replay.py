@@ -85,3 +85,61 @@ def test_unknown_transform_is_refused_by_name(digits_root):
     with pytest.raises(ValueError, match=r"\['Posterize'\] are not "
                        r'known to be replayable.*RandomResizedCrop'):
         _wrapper(digits_root, pipeline)
+
+
+def _mixup_preprocessor():
+    from mmpretrain.models.utils import ClsDataPreprocessor
+    return ClsDataPreprocessor(
+        num_classes=10, batch_augments=dict(
+            augments=[dict(type='Mixup', alpha=0.8),
+                      dict(type='CutMix', alpha=1.0)]))
+
+
+def _batch(indices, epoch=0, seed=0):
+    from mmpretrain.structures import DataSample
+    torch.manual_seed(0)
+    return dict(
+        inputs=[torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8)
+                for _ in indices],
+        data_samples=[DataSample(metainfo=dict(
+            replay_index=i, replay_epoch=epoch,
+            replay_seed=seed)).set_gt_label(i % 10) for i in indices])
+
+
+def test_batch_augments_draw_from_the_batch_key():
+    """The same batch (members, order, epoch, seed) is mixed the same way
+    whatever the global generators hold; another batch key mixes otherwise;
+    the global generators are left as they were."""
+    from cls_kd.datasets import mix_fingerprint, seed_batch_augments
+    pre = _mixup_preprocessor()
+    assert seed_batch_augments(pre) and seed_batch_augments(pre)
+    assert len(pre._forward_pre_hooks) == 1  # installed once
+
+    def mix(indices, epoch=0, noise=0):
+        np.random.seed(noise)
+        torch.manual_seed(noise)
+        out = pre(_batch(indices, epoch), training=True)
+        return out['inputs'], mix_fingerprint(out['data_samples'])
+
+    inputs, fingerprint = mix([0, 1, 2, 3])
+    again, fingerprint_again = mix([0, 1, 2, 3], noise=7)
+    assert torch.equal(inputs, again)
+    assert np.array_equal(fingerprint, fingerprint_again)
+    # A one-hot label's fingerprint is its class + 1: these were mixed.
+    assert not np.allclose(fingerprint, [1, 2, 3, 4])
+    for other in (dict(indices=[1, 0, 2, 3]), dict(indices=[0, 1, 2, 3],
+                                                   epoch=1)):
+        assert not np.array_equal(mix(**other)[1], fingerprint), other
+    np.random.seed(3)
+    expected = np.random.rand()
+    np.random.seed(3)
+    pre(_batch([0, 1, 2, 3]), training=True)
+    assert np.random.rand() == expected  # the mixing drew nothing from it
+
+
+def test_batch_key_is_a_fixed_hash():
+    from cls_kd.datasets import batch_key
+    assert batch_key(0, 0, [0, 1]) == batch_key(0, 0, np.array([0, 1]))
+    assert len({batch_key(0, 0, [0, 1]), batch_key(0, 0, [1, 0]),
+                batch_key(1, 0, [0, 1]), batch_key(0, 1, [0, 1])}) == 4
+    assert 0 <= batch_key(5, 3, range(64)) < 2**32

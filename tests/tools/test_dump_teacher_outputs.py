@@ -48,11 +48,11 @@ def test_killed_dump_resumes_and_redoes_the_torn_epoch(setup, capsys,
     calls = []
     encode = tool.encode_records
 
-    def dies_in_epoch_1(*args):
+    def dies_in_epoch_1(*args, **kwargs):
         calls.append(1)
         if len(calls) == 5:  # second batch of epoch 1 (3 batches an epoch)
             raise KeyboardInterrupt
-        return encode(*args)
+        return encode(*args, **kwargs)
 
     monkeypatch.setattr(tool, 'encode_records', dies_in_epoch_1)
     with pytest.raises(KeyboardInterrupt):
@@ -81,10 +81,12 @@ def test_store_of_another_kind_in_out_is_refused(setup):
         tool.main([config, '--out', out, '--topk', '3', '--epochs', '0:1'])
 
 
-def test_several_processes_are_refused(setup, monkeypatch):
+def test_several_processes_without_the_launcher_are_refused(setup,
+                                                           monkeypatch):
     tool, config, work = setup
     monkeypatch.setenv('WORLD_SIZE', '2')
-    with pytest.raises(SystemExit, match='runs in one process.*--world-size'):
+    with pytest.raises(SystemExit, match='several processes but --launcher '
+                       'none: use bash tools/dist_dump.sh'):
         tool.main([config, '--out', str(work / 'ws')])
 
 
@@ -103,3 +105,45 @@ def test_bad_epochs_are_refused(setup):
     tool, config, work = setup
     with pytest.raises(SystemExit, match=r'--epochs 2:1: need 0 <= A < B'):
         tool.main([config, '--out', str(work / 'e'), '--epochs', '2:1'])
+
+
+def test_dump_split_over_two_processes_equals_the_one_process_dump(
+        setup, repo_root, tool_loader):
+    """``tools/dist_dump.sh CONFIG 2`` (gloo) splits each epoch's batches
+    between two processes; with Mixup/CutMix (records that depend on the
+    whole batch) the files equal a one-process dump for 2 training ranks
+    byte for byte."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from mmengine.config import Config
+    tool, config, work = setup
+    mixed = _replay_tests().mixed(Config.fromfile(config))
+    path = str(work / 'mixed.py')
+    mixed.dump(path)
+    one = str(work / 'one')
+    manifest = tool.main([path, '--out', one, '--world-size', '2'])
+    assert manifest['run']['world_size'] == 2
+    assert manifest['mix']['sampler_seed'] == 0
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PORT=str(port), OMP_NUM_THREADS='1')
+    env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env['PATH']
+    two = str(work / 'two')
+    proc = subprocess.run(
+        ['bash', 'tools/dist_dump.sh', path, '2', '--out', two],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert 'split over 2 processes' in proc.stdout
+    with open(osp.join(two, 'manifest.json')) as f:
+        split = json.load(f)
+    assert split['run'] == manifest['run'] and split['mix'] == manifest['mix']
+    assert split['epochs'].keys() == {'0', '1'}
+    for epoch in (0, 1):
+        assert np.array_equal(_records(two, epoch), _records(one, epoch))
+    # The batches of 2 ranks are not those of 1: other batch keys.
+    single = str(work / 'single')
+    tool.main([path, '--out', single, '--world-size', '1', '--epochs', '0:1'])
+    assert not np.array_equal(_records(single, 0), _records(one, 0))

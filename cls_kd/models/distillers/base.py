@@ -142,8 +142,7 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         # Teachers whose outputs are read from disk instead of run.
         self.__dict__['stored'] = stored_teacher_outputs(
             specs, self.teachers, self.captures, self.wiring.terms,
-            self.connectors, getattr(self.data_preprocessor,
-                                     'batch_augments', None))
+            self.connectors)
         _warn_unread_taps(self.captures.owner, self.wiring.terms)
         try:
             self.stage_plan = StagePlan(stages, self.wiring.names)

@@ -33,22 +33,29 @@ FORMAT = 1
 RUN_KEYS = ('seed', 'pipeline', 'length', 'batch_size', 'world_size')
 
 
-def record_dtype(topk: int, num_classes: int,
-                 dtype: str = 'float16') -> np.dtype:
+def record_dtype(topk: int, num_classes: int, dtype: str = 'float16',
+                 mixed: bool = False) -> np.dtype:
     """One sample's record: the teacher's ``topk`` largest logits (in
     ``dtype``, descending, so ``classes[0]`` is the arg-max) and their
     classes, the logit of the target class and the log-sum-exp of all
-    logits (float32), and the target class (int32)."""
+    logits (float32), and the target class (int32). ``mixed`` (batch
+    augments): also the key of the sample's batch (uint32,
+    ``cls_kd.datasets.batch_key``) and the fingerprint of its mixed label
+    (float32, ``cls_kd.datasets.mix_fingerprint``)."""
     index = '<i2' if num_classes <= np.iinfo(np.int16).max else '<i4'
-    return np.dtype([('logits', np.dtype(dtype).newbyteorder('<'), (topk, )),
-                     ('classes', index, (topk, )),
-                     ('target_logit', '<f4'), ('lse', '<f4'),
-                     ('target', '<i4')])
+    fields = [('logits', np.dtype(dtype).newbyteorder('<'), (topk, )),
+              ('classes', index, (topk, )),
+              ('target_logit', '<f4'), ('lse', '<f4'), ('target', '<i4')]
+    if mixed:
+        fields += [('batch', '<u4'), ('mix', '<f4')]
+    return np.dtype(fields)
 
 
 def encode_records(logits: torch.Tensor, targets: torch.Tensor,
-                   rec_dtype: np.dtype) -> np.ndarray:
-    """Records of a batch: ``logits`` (B, K), ``targets`` (B, ) int."""
+                   rec_dtype: np.dtype, batch: Optional[int] = None,
+                   mix: Optional[np.ndarray] = None) -> np.ndarray:
+    """Records of a batch: ``logits`` (B, K), ``targets`` (B, ) int; for a
+    mixed record type, the batch key and the mixed labels' fingerprints."""
     z = logits.detach().float().cpu()  # B, K
     targets = targets.detach().cpu().long()
     topk = rec_dtype['logits'].shape[0]
@@ -59,6 +66,9 @@ def encode_records(logits: torch.Tensor, targets: torch.Tensor,
     records['target_logit'] = z.gather(1, targets[:, None])[:, 0].numpy()
     records['lse'] = z.logsumexp(dim=1).numpy()
     records['target'] = targets.numpy()
+    if 'batch' in rec_dtype.names:
+        records['batch'] = batch
+        records['mix'] = mix
     return records
 
 
@@ -156,7 +166,9 @@ class StoredOutputs:
         self.num_classes, self.topk = int(m['num_classes']), int(m['topk'])
         if self.topk < min_topk:
             self._refuse('topk', self.topk, f'>= {min_topk} (min_topk)')
-        self.rec_dtype = record_dtype(self.topk, self.num_classes, m['dtype'])
+        self.mix = m.get('mix')  # batch augments' facts, or None
+        self.rec_dtype = record_dtype(self.topk, self.num_classes, m['dtype'],
+                                      mixed=self.mix is not None)
         self._maps: Dict[int, np.memmap] = {}
         self.checked = False  # check_run called (by SeededAugmentHook)
 
@@ -180,6 +192,20 @@ class StoredOutputs:
         for key in RUN_KEYS:
             if self.manifest['run'][key] != facts[key]:
                 self._refuse(key, self.manifest['run'][key], facts[key])
+        mix = facts.get('mix')
+        if (self.mix is None) != (mix is None):
+            have = 'has' if mix is not None else 'has no'
+            were = 'without' if self.mix is None else 'with'
+            raise DistillerConfigError(
+                f'{self.option}={self.directory!r} was dumped {were} batch '
+                f'augments (Mixup/CutMix), but this run {have} them '
+                f'(train_cfg.augments of the student): the stored outputs '
+                f'belong to other images. Dump them again with this config.')
+        for key in sorted(mix or {}):
+            if self.mix.get(key) != mix[key]:
+                self._refuse(f'mix.{key} (batch augments and the sampler, '
+                             f'which fix each sample\'s batch)',
+                             self.mix.get(key), mix[key])
         missing = sorted(set(epochs) - complete_epochs(self.manifest))
         if missing:
             raise DistillerConfigError(
@@ -227,8 +253,9 @@ class StoredOutputs:
                 f'{self.option}: the batch holds views of epochs '
                 f'{sorted(epochs)} while training is in epoch {epoch}: add '
                 f"custom_hooks=[dict(type='SeededAugmentHook')].")
-        records = self.records(epochs.pop(), [m['replay_index']
-                                              for m in meta])
+        epoch = epochs.pop()
+        indices = [m['replay_index'] for m in meta]
+        records = self.records(epoch, indices)
         if 'gt_label' in data_samples[0]:
             labels = np.array([int(s.gt_label[0]) for s in data_samples])
             if not np.array_equal(labels, records['target']):
@@ -236,32 +263,47 @@ class StoredOutputs:
                     f'{self.option}: stored targets {records["target"]} '
                     f'differ from the batch labels {labels}: the outputs '
                     f'belong to another dataset.')
+        if self.mix is not None:
+            self._check_mix(records, data_samples, epoch, indices,
+                            meta[0]['replay_seed'])
         return decode_records(records, self.num_classes).to(device)
+
+    def _check_mix(self, records, data_samples, epoch, indices, seed):
+        """Refuse a batch that is not the one the outputs were stored for
+        (other members or order) or was mixed otherwise."""
+        from cls_kd.datasets import batch_key, mix_fingerprint
+        key = batch_key(seed, epoch, indices)
+        if not (records['batch'] == key).all():
+            raise RuntimeError(
+                f'{self.option}: samples {indices[:8]}... of epoch {epoch} '
+                f'were dumped in other batches: with batch augments the '
+                f'sampler order, batch size and world size must be the '
+                f'dump\'s (recorded in {self.directory}/manifest.json).')
+        mix = mix_fingerprint(data_samples)
+        worst = float(np.abs(mix - records['mix']).max())
+        if worst > 1e-4 * max(1.0, float(np.abs(mix).max())):
+            raise RuntimeError(
+                f'{self.option}: the batch of samples {indices[:8]}... of '
+                f'epoch {epoch} was mixed otherwise than when dumped (mixed '
+                f'label fingerprints differ by {worst:.3g}): the batch '
+                f'augments must draw from the batch key '
+                f"(custom_hooks=[dict(type='SeededAugmentHook')]).")
 
     def __deepcopy__(self, memo):
         return self  # shared by copies of the distiller (EMA)
 
 
 def stored_teacher_outputs(specs: Dict[str, dict], teachers, captures,
-                           terms, connectors,
-                           batch_augments=None) -> Dict[str, StoredOutputs]:
+                           terms, connectors) -> Dict[str, StoredOutputs]:
     """``teacher -> StoredOutputs`` for the teacher specs with ``outputs``
     (a directory, or ``dict(dir=..., min_topk=...)``), checked against the
-    built teachers; a tap or teacher-running connector on such a teacher,
-    or batch augments (Mixup/CutMix, not replayed yet), are refused, naming
-    them (and the loss that reads a tap)."""
+    built teachers; a tap or teacher-running connector on such a teacher
+    is refused, naming it (and the loss that reads a tap)."""
     stored = {}
     for name, spec in specs.items():
         outputs = copy.deepcopy(spec.get('outputs'))
         if outputs is None:
             continue
-        if batch_augments is not None:
-            raise DistillerConfigError(
-                f'Teacher {name!r} has outputs={outputs!r} but the student '
-                f'has batch augments ({type(batch_augments).__name__}, '
-                f'Mixup/CutMix): their draws are not replayed yet, so the '
-                f'stored outputs would belong to other images. Remove '
-                f'train_cfg.augments from the student or drop outputs.')
         if isinstance(outputs, str):
             outputs = dict(dir=outputs)
         store = StoredOutputs(outputs.pop('dir'), name, **outputs)

@@ -33,7 +33,9 @@ def seeded_kd_config(digits_root, work_dir, images=32, batch_size=8,
     validation."""
     cfg = Config.fromfile(osp.join(ROOT, config))
     inner = cfg.train_dataloader.dataset.to_dict()
-    inner.update(data_root=digits_root, indices=images)
+    # Every 45th image: all ten classes (the folder is sorted by class).
+    inner.update(data_root=digits_root,
+                 indices=list(range(0, 45 * images, 45)))
     cfg.train_dataloader.dataset = dict(type='SeededAugmentDataset', seed=0,
                                         dataset=inner)
     cfg.train_dataloader.update(batch_size=batch_size, num_workers=0,
@@ -157,14 +159,79 @@ def test_feature_loss_on_a_replayed_teacher_is_refused(stored):
         _build(cfg, outputs=out)
 
 
-def test_batch_augments_are_refused(stored):
-    cfg, out = stored
+MIX = dict(augments=[dict(type='Mixup', alpha=0.8),
+                     dict(type='CutMix', alpha=1.0)])
+
+
+def mixed(cfg: Config) -> Config:
+    """``cfg`` with Mixup and CutMix (one of them drawn per batch)."""
     cfg = copy.deepcopy(cfg)
-    cfg.model.student.train_cfg = dict(
-        augments=dict(type='Mixup', alpha=0.8))
-    with pytest.raises(DistillerConfigError, match=r'batch augments \(.*'
-                       r'Mixup/CutMix\): their draws are not replayed'):
-        _build(cfg, outputs=out)
+    cfg.model.student.train_cfg = copy.deepcopy(MIX)
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def stored_mixed(digits_root, tool_loader, tmp_path_factory):
+    """A float32 top-10 store of a Mixup/CutMix run, and its config."""
+    work = tmp_path_factory.mktemp('replay_mixed')
+    cfg = mixed(seeded_kd_config(digits_root, work))
+    out = str(work / 'outputs')
+    dump(tool_loader, cfg, out, '--dtype', 'float32', '--topk', '10')
+    return cfg, out
+
+
+def test_mixed_replay_ends_with_the_online_weights(stored_mixed):
+    """Mixup/CutMix draw from each batch's key: the dump's teacher saw the
+    mixed images the student sees, so replaying them is exact too."""
+    cfg, out = stored_mixed
+    records = np.fromfile(osp.join(out, 'epoch_0000.bin'),
+                          record_dtype(10, 10, 'float32', mixed=True))
+    # The labels were mixed (a one-hot label's fingerprint is target + 1).
+    assert not np.allclose(records['mix'], records['target'] + 1)
+    assert len(np.unique(records['batch'])) == 4  # 32 images, batches of 8
+    online = train(cfg)
+    replayed = train(cfg, outputs=out)
+    assert online.keys() == replayed.keys()
+    for key in online:
+        assert torch.equal(online[key], replayed[key]), key
+
+
+def test_unmixed_store_is_refused_for_a_mixed_run(stored):
+    cfg, out = stored
+    with pytest.raises(DistillerConfigError,
+                       match=r'was dumped without batch augments '
+                       r'\(Mixup/CutMix\), but this run has them'):
+        train(mixed(cfg), outputs=out)
+
+
+def test_mixed_store_refuses_another_sampler_seed(stored_mixed):
+    cfg, out = stored_mixed
+    cfg = copy.deepcopy(cfg)
+    cfg.train_dataloader.sampler.seed = 1  # the teacher's seed stays 0
+    with pytest.raises(DistillerConfigError,
+                       match=r'mix.sampler_seed .* is 0 in its manifest.json '
+                       r'but 1 here'):
+        train(cfg, outputs=out)
+
+
+def test_mixed_batch_of_other_members_is_refused(stored_mixed):
+    """A batch whose samples were dumped in other batches (another order)
+    is refused at the step."""
+    from mmpretrain.structures import DataSample
+    cfg, out = stored_mixed
+    model = _build(cfg, outputs=out)
+    store = model.stored['teacher']
+    store.checked = True
+    records = np.fromfile(osp.join(out, 'epoch_0000.bin'), store.rec_dtype)
+    first = np.flatnonzero(records['batch'] == records['batch'][0])
+    samples = [
+        DataSample(metainfo=dict(replay_index=int(i), replay_epoch=0,
+                                 replay_seed=0)).set_gt_label(
+                                     int(records['target'][i]))
+        for i in first[::-1]  # the dumped batch, reversed
+    ]
+    with pytest.raises(RuntimeError, match='were dumped in other batches'):
+        store.read(samples, torch.device('cpu'), 0)
 
 
 def test_top_k_reconstruction_keeps_the_stored_probabilities():
