@@ -13,6 +13,7 @@
 #   make speed-gpu   the same on a GPU, bf16, batch 256, eager and compiled
 #   make speed-cpu-<pair>, speed-gpu-<pair>  one pair of SPEED_PAIRS
 #   make test   linter + test suite
+#   make test-quick  linter + the suite without the tests marked slow
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,7 +22,7 @@ STAMP := $(VENV)/.cls_kd-installed
 .PHONY: env demo vitkd-digits attndistill-digits scalekd-digits \
 	scalekd-sweep-digits scalekd-width-digits \
 	dearkd-digits dearkd-p4-digits dearkd-datafree-digits speed-cpu \
-	speed-gpu test lint clean
+	speed-gpu test test-quick lint clean
 
 env: $(STAMP)
 
@@ -127,6 +128,10 @@ lint: env
 
 test: lint
 	$(PY) -m pytest
+
+# Everyday work: no real-size model builds, several processes, compiles.
+test-quick: lint
+	$(PY) -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) work_dirs data/digits

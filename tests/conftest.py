@@ -1,13 +1,23 @@
-"""Shared fixtures: the digits dataset written once per test session."""
+"""Shared fixtures: the digits dataset written once per test session;
+the ``slow`` marker (deselected by ``make test-quick``)."""
 import os.path as osp
+import pickle
 import sys
 
 import pytest
+import torch
 
 from cls_kd.engine.hooks import add_schedule_hook
 from cls_kd.utils import resolve_teacher_paths
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: real-size model builds, several processes, '
+        'torch.compile or a tool in a subprocess (make test-quick deselects '
+        'them with -m "not slow"; make test runs everything)')
 
 
 def load_tool(path: str):
@@ -36,6 +46,32 @@ def benchmark_tool():
 @pytest.fixture(scope='session')
 def repo_root():
     return ROOT
+
+
+def _predictions(path: str) -> dict:
+    """``sample_idx -> (pred_score, pred_label)`` of a ``DumpResults``
+    pickle (``tools/test.py --out x.pkl``)."""
+    with open(path, 'rb') as f:
+        return {p['sample_idx']: (p['pred_score'], int(p['pred_label']))
+                for p in pickle.load(f)}
+
+
+@pytest.fixture(scope='session')
+def assert_same_predictions():
+    """``assert_same_predictions(expected_pkl, actual_pkl)``: two
+    ``DumpResults`` pickles hold the same images with the same labels and
+    class scores (to 1e-6): what proves two models equal where an equal
+    top-1 of a model near chance would not."""
+
+    def check(expected: str, actual: str) -> None:
+        want, got = _predictions(expected), _predictions(actual)
+        assert want and sorted(want) == sorted(got)
+        for idx, (score, label) in want.items():
+            assert got[idx][1] == label, idx
+            torch.testing.assert_close(got[idx][0], score, rtol=0,
+                                       atol=1e-6)
+
+    return check
 
 
 @pytest.fixture(scope='session')

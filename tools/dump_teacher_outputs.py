@@ -16,7 +16,7 @@ ranks, in order) and re-normalised as in training. With batch augments
 (``cls_kd.datasets.SeededBatchAugments``), and each record also holds the batch
 key and the mixed label's fingerprint. Per epoch, ``DIR/epoch_XXXX.bin`` holds
 one record per sample
-(``cls_kd.models.distillers.stored_outputs.record_dtype``: top-k logits, their
+(``cls_kd.models.teachers.stored_outputs.record_dtype``: top-k logits, their
 classes, the target's logit, the log-sum-exp, the target), and
 ``DIR/manifest.json`` the digests, run facts, versions and a complete flag per
 epoch, set once the epoch's file is flushed. Epochs already complete are
@@ -48,23 +48,24 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 from mmengine import dist
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.dataset import DefaultSampler
-from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, set_random_seed
 from torch.utils.data import DataLoader
 
 import cls_kd
+from cls_kd.apis import config_arg, load_config
 from cls_kd.datasets import (
     batch_key,
+    check_sampler,
     find_seeded_dataset,
     mix_facts,
     mix_fingerprint,
     run_facts,
     seed_batch_augments,
 )
-from cls_kd.models.distillers.base import teacher_forward
-from cls_kd.models.distillers.stored_outputs import (
+from cls_kd.models.teachers import teacher_forward
+from cls_kd.models.teachers.stored_outputs import (
     FORMAT,
     complete_epochs,
     decode_records,
@@ -76,8 +77,6 @@ from cls_kd.models.distillers.stored_outputs import (
     write_manifest,
 )
 from cls_kd.registry import MODELS
-from cls_kd.utils import resolve_teacher_paths
-from cls_kd.utils.config_paths import config_arg
 
 
 def parse_args(argv=None):
@@ -144,12 +143,7 @@ def epoch_range(text, max_epochs: int) -> range:
 
 def build(args):
     """The config, distiller, training dataloader and seeded dataset."""
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cls_kd.register_all_modules(init_default_scope=False)
-    init_default_scope(cfg.get('default_scope', 'cls_kd'))
-    resolve_teacher_paths(cfg)
+    cfg = load_config(args.config, args.cfg_options)
     seed = (cfg.get('randomness') or {}).get('seed')
     if seed is not None:  # a random_init teacher as the training run's
         set_random_seed(seed)
@@ -171,6 +165,10 @@ def build(args):
         _fail(f'--teacher {name!r}: teachers are {sorted(model.teachers)}.')
     loader_cfg = cfg.train_dataloader.to_dict()
     loader = Runner.build_dataloader(loader_cfg, seed=seed)
+    try:
+        check_sampler(loader.sampler)
+    except ValueError as e:
+        _fail(str(e))
     dataset = find_seeded_dataset(loader.dataset)
     if dataset is None:
         _fail("the training set is not wrapped in SeededAugmentDataset: set "
@@ -299,8 +297,8 @@ def dump_epoch(model, name, loader, dataset, manifest, out, epoch,
     length = len(dataset)
     dataset.set_epoch(epoch)
     batches = epoch_batches(loader, manifest['run']['world_size'], epoch)
+    flat = [i for b in batches for i in b]
     if mixed:
-        flat = [i for b in batches for i in b]
         if len(flat) != len(set(flat)):
             _fail(f'epoch {epoch}: with batch augments every sample must be '
                   f'in one batch, but the sampler repeats '

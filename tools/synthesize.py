@@ -43,6 +43,7 @@ from mmengine import dist
 from mmengine.config import Config, DictAction
 
 import cls_kd
+from cls_kd.apis import config_arg, load_config
 from cls_kd.datafree import (
     DEFAULT_WEIGHTS,
     DeepInversionSynthesizer,
@@ -57,11 +58,10 @@ from cls_kd.datafree import (
     label_counts,
     rank_batches,
 )
-from cls_kd.models.distillers.errors import DistillerConfigError
-from cls_kd.models.distillers.teacher import build_teacher
+from cls_kd.errors import DistillerConfigError
+from cls_kd.models.teachers import build_teacher
 from cls_kd.registry import DATASETS
 from cls_kd.utils import resolve_config_path
-from cls_kd.utils.config_paths import config_arg
 
 # What the run itself needs; the synthesizer's keyword defaults (the paper's
 # setting) fill the rest of ``synthesis``.
@@ -151,18 +151,6 @@ def rerun_command(args, argv) -> str:
     words = ['python', osp.abspath(__file__), osp.abspath(args.config),
              '--out', osp.abspath(args.out)]
     return shlex.join(words + (['--cfg-options', *given] if given else []))
-
-
-def resolve_specs(cfg: Config) -> None:
-    """Teacher/student ``config=`` paths relative to the config naming them
-    become absolute, so the tool runs from any directory."""
-    config_dir = osp.dirname(osp.abspath(cfg.filename))
-    for name in ('teacher', 'student'):
-        spec = cfg.get(name)
-        if spec and isinstance(spec.get('config'), str) and \
-                '::' not in spec['config']:
-            spec['config'] = osp.abspath(
-                resolve_config_path(spec['config'], config_dir))
 
 
 def default_classes(spec: dict, num_classes: int) -> list:
@@ -284,11 +272,8 @@ def main(argv=None):
         check_output_folder(args.out)
     except NotADirectoryError as e:
         raise SystemExit(f'synthesize.py: error: --out {e}') from None
-    cls_kd.register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    resolve_specs(cfg)
+    # Relative teacher/student config= paths resolved: runs from anywhere.
+    cfg = load_config(args.config, args.cfg_options)
     settings = synthesis_settings(cfg)
     rank, world_size, device = init_launcher(args.launcher)
 

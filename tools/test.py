@@ -31,19 +31,16 @@ import mmengine
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.evaluator import DumpResults
-from mmengine.runner import Runner
 
-import cls_kd
-from cls_kd.registry import RUNNERS
-from cls_kd.utils import (
-    AmpUnavailableError,
+from cls_kd.apis import (
     apply_launch_args,
-    choose_amp,
-    resolve_teacher_paths,
+    build_runner,
+    check_data_roots,
+    config_arg,
+    load_config,
 )
+from cls_kd.utils import AmpUnavailableError, choose_amp
 from cls_kd.utils.checkpoint import key_listing
-from cls_kd.utils.config_paths import config_arg
-from cls_kd.utils.run_checks import check_data_roots
 
 
 def parse_args(argv=None):
@@ -278,20 +275,15 @@ def load_strictly(runner, config: str, prefix: str = '') -> None:
 
 def main(argv=None):
     args = parse_args(argv)
-    cls_kd.register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     apply_launch_args(cfg, args.config, args.work_dir, args.launcher)
-    resolve_teacher_paths(cfg)
     # mmengine's load_from only warns when the checkpoint does not fit the
     # model, and a test of the wrong model then scores chance level:
     # load_strictly makes it an error.
     cfg.load_from = args.checkpoint
     merge_test_args(cfg, args)
     check_data_roots(cfg, ('test_dataloader', ))
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    runner = build_runner(cfg)
     load_strictly(runner, args.config, args.checkpoint_prefix)
     if args.out_item == 'pred':
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

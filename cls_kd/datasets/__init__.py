@@ -12,15 +12,18 @@ from .replay import (
     REPLAYABLE_TRANSFORMS,
     SeededAugmentDataset,
     SeededAugmentHook,
-    SeededBatchAugments,
-    batch_key,
+    check_sampler,
     find_seeded_dataset,
-    mix_facts,
-    mix_fingerprint,
     pipeline_digest,
     run_facts,
-    seed_batch_augments,
     view_seed,
+)
+from .replay_batches import (
+    SeededBatchAugments,
+    batch_key,
+    mix_facts,
+    mix_fingerprint,
+    seed_batch_augments,
 )
 from .subset import SubsetDataset, subset_indices
 
@@ -31,5 +34,5 @@ __all__ = [
     'SeededAugmentHook', 'REPLAYABLE_TRANSFORMS', 'view_seed',
     'pipeline_digest', 'find_seeded_dataset', 'run_facts', 'batch_key',
     'SeededBatchAugments', 'seed_batch_augments', 'mix_fingerprint',
-    'mix_facts'
+    'mix_facts', 'check_sampler'
 ]

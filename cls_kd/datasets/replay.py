@@ -8,23 +8,22 @@ epoch, and a later run that trains on the same views reads them back.
 import copy
 import hashlib
 import multiprocessing
-import random
 import re
 from typing import List, Union
 
 import numpy as np
-import torch
 from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from cls_kd.registry import DATASETS, HOOKS
 
+from .replay_batches import SeededGenerators, mix_facts, seed_batch_augments
+
 __all__ = [
     'SeededAugmentDataset', 'SeededAugmentHook', 'REPLAYABLE_TRANSFORMS',
     'view_seed', 'pipeline_digest', 'find_seeded_dataset', 'run_facts',
-    'batch_key', 'SeededBatchAugments', 'seed_batch_augments',
-    'mix_fingerprint', 'mix_facts'
+    'check_sampler'
 ]
 
 #: Transforms whose every random draw comes from Python's ``random``,
@@ -45,121 +44,6 @@ def view_seed(seed: int, epoch: int, index: int) -> int:
     [0, 2**32)."""
     key = f'{int(seed)}:{int(epoch)}:{int(index)}'.encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:4], 'little')
-
-
-def batch_key(seed: int, epoch: int, indices) -> int:
-    """The key of one batch of views: a hash of the view seed, the epoch and
-    the batch's sample indices in order, in [0, 2**32). Batch augments
-    (Mixup/CutMix) of the batch draw from it."""
-    key = f'{int(seed)}:{int(epoch)}:' + ','.join(str(int(i))
-                                                  for i in indices)
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4],
-                          'little')
-
-
-class _Seeded:
-    """Seed Python's ``random``, NumPy's global generator and torch's CPU
-    generator with ``seed`` inside the block, restore them after."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def __enter__(self):
-        self.states = (random.getstate(), np.random.get_state(),
-                       torch.get_rng_state())
-        random.seed(self.seed)
-        np.random.seed(self.seed)
-        torch.default_generator.manual_seed(self.seed)
-
-    def __exit__(self, *exc):
-        random.setstate(self.states[0])
-        np.random.set_state(self.states[1])
-        torch.set_rng_state(self.states[2])
-        return False
-
-
-class SeededBatchAugments:
-    """A data preprocessor's batch augments (mmpretrain's
-    ``RandomBatchAugment``: Mixup, CutMix, ResizeMix, ...) drawing their
-    random numbers (which augment, lambda, the permutation, the box) from
-    :func:`batch_key` of the batch, so that a batch of the same seeded
-    views in the same order is mixed the same way in any run.
-
-    Installed by :func:`seed_batch_augments`; a batch without replay keys
-    (not from :class:`SeededAugmentDataset`) is mixed unseeded.
-
-    Args:
-        augments (callable): The batch augments to wrap.
-    """
-
-    def __init__(self, augments):
-        self.augments = augments
-        self.key = None  # set from the batch by the preprocessor's hook
-
-    def see_batch(self, module, args, kwargs) -> None:
-        """Forward pre-hook of the data preprocessor: the key of the batch
-        it is about to process (None without replay keys)."""
-        data = args[0] if args else kwargs.get('data')
-        samples = data.get('data_samples') if isinstance(data, dict) else None
-        meta = [getattr(s, 'metainfo', {}) for s in samples or []]
-        if meta and all('replay_index' in m for m in meta):
-            self.key = batch_key(meta[0]['replay_seed'],
-                                 meta[0]['replay_epoch'],
-                                 [m['replay_index'] for m in meta])
-        else:
-            self.key = None
-
-    def __call__(self, inputs, scores):
-        if self.key is None:
-            return self.augments(inputs, scores)
-        with _Seeded(self.key):
-            return self.augments(inputs, scores)
-
-    def __repr__(self) -> str:
-        return f'SeededBatchAugments({self.augments!r})'
-
-
-def seed_batch_augments(data_preprocessor) -> bool:
-    """Make ``data_preprocessor.batch_augments`` draw from each batch's
-    :func:`batch_key` (idempotent); False when it has none."""
-    augments = getattr(data_preprocessor, 'batch_augments', None)
-    if augments is None:
-        return False
-    if not isinstance(augments, SeededBatchAugments):
-        augments = SeededBatchAugments(augments)
-        data_preprocessor.batch_augments = augments
-        data_preprocessor.register_forward_pre_hook(augments.see_batch,
-                                                    with_kwargs=True)
-    return True
-
-
-def mix_fingerprint(data_samples) -> np.ndarray:
-    """One float32 per sample summarising its mixed soft label
-    (``gt_score``): ``sum_c score_c * (c + 1)``. Equal fingerprints mean
-    (up to rounding) the same lambda, partner and box."""
-    scores = torch.stack([s.gt_score.detach().float().cpu()
-                          for s in data_samples])  # B, K
-    weights = torch.arange(1, scores.shape[1] + 1, dtype=torch.float32)
-    return (scores * weights).sum(1).numpy().astype(np.float32)
-
-
-def mix_facts(data_preprocessor, dataloader) -> dict:
-    """What mixed stored outputs must agree with besides :func:`run_facts`:
-    the batch augments (digest of their ``repr``) and the sampler's seed,
-    which fix each sample's batch; None without batch augments."""
-    augments = getattr(data_preprocessor, 'batch_augments', None)
-    if augments is None:
-        return None
-    augments = getattr(augments, 'augments', augments)
-    text = re.sub(r' at 0x[0-9a-f]+', '', repr(augments))
-    text += repr(getattr(augments, 'probs', None))
-    for aug in getattr(augments, 'augments', []):  # their settings
-        text += repr(sorted(getattr(aug, '__dict__', {}).items()))
-    sampler = getattr(dataloader, 'sampler', None)
-    return dict(augments=hashlib.sha256(text.encode()).hexdigest()[:16],
-                sampler_seed=getattr(sampler, 'seed', None),
-                sampler=type(sampler).__name__,
-                shuffle=getattr(sampler, 'shuffle', None))
 
 
 def pipeline_digest(pipeline) -> str:
@@ -270,7 +154,7 @@ class SeededAugmentDataset:
     def view(self, idx: int, epoch: int) -> dict:
         """Sample ``idx`` as augmented in ``epoch``, whatever the current
         epoch."""
-        with _Seeded(view_seed(self.seed, epoch, idx)):
+        with SeededGenerators(view_seed(self.seed, epoch, idx)):
             data = self.dataset[idx]
         sample = data.get('data_samples') if isinstance(data, dict) else None
         if sample is not None and hasattr(sample, 'set_metainfo'):
@@ -318,6 +202,7 @@ class SeededAugmentHook(Hook):
                 'SeededAugmentHook: the training set is not wrapped in '
                 "SeededAugmentDataset: set train_dataloader.dataset=dict("
                 "type='SeededAugmentDataset', dataset=<the dataset>).")
+        check_sampler(runner.train_dataloader.sampler)
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         preprocessor = getattr(model, 'data_preprocessor', None)
@@ -331,6 +216,22 @@ class SeededAugmentHook(Hook):
     def before_train_epoch(self, runner) -> None:
         find_seeded_dataset(runner.train_dataloader.dataset).set_epoch(
             runner.epoch)
+
+
+def check_sampler(sampler) -> None:
+    """Refuse a sampler that gives a sample several times an epoch on
+    purpose (repeated augmentation, mmpretrain's ``RepeatAugSampler``): a
+    seeded view is one per (epoch, sample), so the repeats would be the
+    same image instead of differently augmented ones."""
+    repeats = getattr(sampler, 'num_repeats', 1)
+    if repeats != 1:
+        raise ValueError(
+            f'SeededAugmentDataset: the training sampler '
+            f'{type(sampler).__name__} gives each sample {repeats} times an '
+            f'epoch, to be augmented differently (repeated augmentation); '
+            f'seeded views are one per (epoch, sample), so the repeats would '
+            f'be identical. Use DefaultSampler (a change of recipe) or train '
+            f'without SeededAugmentDataset.')
 
 
 def run_facts(dataloader) -> dict:

@@ -15,7 +15,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import TestLoop, ValLoop
 from torch.utils.data import DataLoader
 
-from cls_kd.models.distillers.errors import DistillerConfigError, check_number
+from cls_kd.errors import DistillerConfigError, check_number
 from cls_kd.registry import LOOPS, METRICS
 
 __all__ = ['knn_predict', 'KNNAccuracy', 'KNNValLoop', 'KNNTestLoop',

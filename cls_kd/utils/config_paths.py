@@ -1,15 +1,15 @@
 """Where a config file named by another config lies: teacher ``config=``
 paths relative to the config that names them, and ``package::`` configs
-(``mmpretrain::``, ``cls_kd::``) also from editable installs."""
-import argparse
+(``mmpretrain::``, ``cls_kd::``) also from editable installs.
+
+The tools name their own config through :mod:`cls_kd.apis.config`."""
 import importlib.util
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 __all__ = [
     'installed_path', 'patch_mmengine_package_configs',
-    'resolve_config_path', 'resolve_teacher_paths', 'config_file',
-    'config_arg'
+    'resolve_config_path', 'resolve_teacher_paths', 'teacher_specs'
 ]
 
 
@@ -107,52 +107,35 @@ def resolve_config_path(path: str, config_dir: Optional[str] = None) -> str:
     raise FileNotFoundError(f'config {path!r} not found; tried: {tried}.')
 
 
-def config_file(path: str) -> str:
-    """The file of a config named on a tool's command line: a path, or a
-    packaged config (``cls_kd::kd/x.py``, ``mmpretrain::resnet/y.py``),
-    whose file is printed.
+def teacher_specs(model_cfg: dict) -> Dict[str, dict]:
+    """The teacher specs of a distiller config, ``name -> spec`` (the
+    config's own dicts, so that editing them edits the config).
 
     Args:
-        path (str): As given on the command line.
-
-    Returns:
-        str: An existing file.
-
-    Raises:
-        FileNotFoundError: No such config; the message lists where it was
-            looked for.
+        model_cfg (dict): The config's ``model``.
     """
-    found = resolve_config_path(path)
-    if '::' in path:
-        print(f'{path} -> {found}', flush=True)
-    return found
-
-
-def config_arg(path: str) -> str:
-    """:func:`config_file` as an ``argparse`` type: every tool's
-    ``config`` argument takes ``cls_kd::`` names, and a config that does not
-    exist is a one-line usage error listing where it was looked for."""
-    try:
-        return config_file(path)
-    except FileNotFoundError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    if model_cfg.get('teacher') is not None:
+        return dict(teacher=model_cfg['teacher'])
+    return dict(model_cfg.get('teachers') or {})
 
 
 def resolve_teacher_paths(cfg):
     """Make the relative teacher ``config=`` paths of ``cfg`` absolute,
     resolved against the directory of ``cfg.filename`` (in place).
 
-    Called by the tools (train, test, benchmark) after loading a config, so
-    that a user's ``config='./my_teacher.py'`` next to their config works
-    from any directory. A path written in a ``_base_`` file is resolved
-    against the top-level config's directory, not the base file's: a base
-    file should write ``'{{fileDirname}}/relative/path.py'`` (mmengine
-    substitutes the base file's own directory), as configs/_base_/distill
-    does.
+    Called by :func:`cls_kd.apis.load_config`, which every tool loads its
+    config with, so that a user's ``config='./my_teacher.py'`` next to
+    their config works from any directory. A path written in a ``_base_``
+    file is resolved against the top-level config's directory, not the base
+    file's: a base file should write ``'{{fileDirname}}/relative/path.py'``
+    (mmengine substitutes the base file's own directory), as
+    configs/_base_/distill does.
 
     Args:
         cfg (mmengine.Config): A loaded config; its ``model.teacher`` and
-            ``model.teachers`` specs are updated.
+            ``model.teachers`` specs are updated, or in a config without
+            ``model`` (a synthesis config of ``tools/synthesize.py``) its
+            ``teacher`` and ``student`` specs.
 
     Returns:
         Config: ``cfg``.
@@ -161,9 +144,12 @@ def resolve_teacher_paths(cfg):
         FileNotFoundError: A teacher config exists at none of the candidate
             paths (listed in the message).
     """
-    model = cfg.get('model') or {}
-    specs = {'teacher': model.get('teacher')}
-    specs.update(model.get('teachers') or {})
+    model = cfg.get('model')
+    if model is None:
+        specs = {name: cfg.get(name) for name in ('teacher', 'student')}
+    else:
+        specs = {'teacher': model.get('teacher')}
+        specs.update(model.get('teachers') or {})
     filename = getattr(cfg, 'filename', None)
     config_dir = osp.dirname(osp.abspath(filename)) if filename else None
     for name, spec in specs.items():

@@ -13,7 +13,7 @@ prints them for any config.
 import re
 from typing import Any, Dict, List, Optional
 
-from .inspection import teacher_specs
+from .config_paths import teacher_specs
 
 # paramwise_cfg keys whose multiplier applies to one kind of parameter.
 _KINDS = {

@@ -10,16 +10,9 @@
 # The backbone comes from the distillation checkpoint, exported by
 #   python tools/model_converters/extract_student.py <epoch_800.pth> \
 #       checkpoints/attndistill_vit-small-p16.pth
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
-# scope: the hook dict inherited from mmpretrain carries its scope.
+_base_ = ['../_base_/in1k_runtime.py']
 default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', save_best='accuracy/top1',
-                    rule='greater', _scope_='cls_kd'),
-    # Every rank's BatchNorm statistics averaged before validation and
-    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
-    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
+    checkpoint=dict(save_best='accuracy/top1', rule='greater'))
 
 n_last_blocks = 4
 model = dict(

@@ -18,12 +18,15 @@ model = dict(
     teacher={{_base_.teacher}},
     # Stage 4 (2048x7x7), on the teacher's 7x7 grid.
     taps=dict(s_s4=dict(path='backbone.layer4')),
+    # Its own projector and loss in place of the frame's ScaleKD ones.
     connectors=dict(
+        _delete_=True,
         fd_proj=dict(type='ConvConnector', in_channels=2048,
                      out_channels=768, kernel_size=1),
         to_tokens=dict(type='MapToTokens')),
     student_loss_weight=1.0,
     losses=dict(
+        _delete_=True,
         loss_fd=dict(
             type='DualViewMimicLoss', view='spatial', loss_weight=0.08,
             inputs=dict(preds='to_tokens(fd_proj(s_s4))',

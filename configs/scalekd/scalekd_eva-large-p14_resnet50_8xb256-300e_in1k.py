@@ -8,6 +8,8 @@ _base_ = [
     '../_base_/teachers/eva-large-p14_mim-in21k-pre_in1k-224px.py',
 ]
 
+eva_cap = dict(gamma=0.2, **_base_.scalekd_l14_projector)
+
 model = dict(
     teacher={{_base_.teacher}},
     # Stage 3 (1024x14x14) and stage 4 (2048x7x7). Teacher: the last
@@ -18,24 +20,14 @@ model = dict(
         s_s4=dict(path='backbone.layer4'),
         t_final=dict(path='backbone.layers.23', selector='patch_tokens')),
     # TPP: the teacher's last 2 blocks. Projectors: the ResNet-50 presets
-    # with EVA-L's width 1024, 16x16 queries, gamma 0.2 and the published
-    # EVA configs' default 8 heads.
+    # with EVA-L's width 1024, 16x16 queries, the published EVA configs'
+    # default 8 heads (../_base_/distill/scalekd.py) and gamma 0.2.
     connectors=dict(
         tpp={{_base_.scalekd_tpp_eva}},
-        cap3=dict(
-            type='CrossAttentionProjector', arch='resnet50-s3',
-            out_channels=1024, num_heads=8, gamma=0.2, query_size=16),
-        cap3_alt=dict(
-            type='CrossAttentionProjector', arch='resnet50-s3',
-            out_channels=1024, num_heads=8, gamma=0.2, query_size=16),
-        cap4=dict(
-            type='CrossAttentionProjector', arch='resnet50-s4',
-            learnable_query=False, out_channels=1024, num_heads=8,
-            gamma=0.2, query_size=16),
-        cap4_alt=dict(
-            type='CrossAttentionProjector', arch='resnet50-s4',
-            learnable_query=False, out_channels=1024, num_heads=8,
-            gamma=0.2, query_size=16)),
+        cap3=dict(arch='resnet50-s3', **eva_cap),
+        cap3_alt=dict(arch='resnet50-s3', **eva_cap),
+        cap4=dict(arch='resnet50-s4', **eva_cap),
+        cap4_alt=dict(arch='resnet50-s4', **eva_cap)),
     # alpha_sp = 0.016, alpha_fr = 0.008.
-    losses={{_base_.scalekd_losses_l14}},
+    losses={{_base_.scalekd_l14_weights}},
 )

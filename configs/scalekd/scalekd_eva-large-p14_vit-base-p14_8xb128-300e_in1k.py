@@ -12,6 +12,7 @@ _base_ = [
 # The projectors' logit scale: the released config's 1.0. The paper states
 # 0.2 for BEiT/EVA teachers; set `cap_gamma = 0.2` here to train that.
 cap_gamma = 1.0
+eva_cap = dict(in_size=16, gamma=cap_gamma, **_base_.scalekd_l14_projector)
 
 model = dict(
     # Patch 14 (a 16x16 grid at 224 px, the teacher's). The published
@@ -32,24 +33,14 @@ model = dict(
     # published EVA configs' default 8 heads.
     connectors=dict(
         tpp={{_base_.scalekd_tpp_eva}},
-        cap3=dict(
-            type='CrossAttentionProjector', arch='vit-b16-s3', in_size=16,
-            out_channels=1024, num_heads=8, gamma=cap_gamma, query_size=16),
-        cap3_alt=dict(
-            type='CrossAttentionProjector', arch='vit-b16-s3', in_size=16,
-            out_channels=1024, num_heads=8, gamma=cap_gamma, query_size=16),
-        cap4=dict(
-            type='CrossAttentionProjector', arch='vit-b16-s4', in_size=16,
-            learnable_query=False, out_channels=1024, num_heads=8,
-            gamma=cap_gamma, query_size=16),
-        cap4_alt=dict(
-            type='CrossAttentionProjector', arch='vit-b16-s4', in_size=16,
-            learnable_query=False, out_channels=1024, num_heads=8,
-            gamma=cap_gamma, query_size=16)),
+        cap3=dict(arch='vit-b16-s3', **eva_cap),
+        cap3_alt=dict(arch='vit-b16-s3', **eva_cap),
+        cap4=dict(arch='vit-b16-s4', **eva_cap),
+        cap4_alt=dict(arch='vit-b16-s4', **eva_cap)),
     # alpha_sp = 0.016, alpha_fr = 0.008 (the released stage-4 entry spells
     # its weights `alpha_jfd`, which its loss does not accept; the stage-3
     # entry's values are the evident intent).
-    losses={{_base_.scalekd_losses_l14}},
+    losses={{_base_.scalekd_l14_weights}},
 )
 
 train_dataloader = dict(batch_size=128)

@@ -20,15 +20,8 @@ model = dict(
     # view) is gamma 5 for both views, the ResNet-50 presets' value.
     connectors=dict(
         tpp={{_base_.scalekd_tpp_swin}},
-        cap3=dict(type='CrossAttentionProjector', arch='resnet50-s3',
-                  out_channels=512, num_heads=8),
-        cap3_alt=dict(type='CrossAttentionProjector', arch='resnet50-s3',
-                      out_channels=512, num_heads=8),
-        cap4=dict(type='CrossAttentionProjector', arch='resnet50-s4',
-                  learnable_query=False, out_channels=1024, num_heads=16),
-        cap4_alt=dict(type='CrossAttentionProjector', arch='resnet50-s4',
-                      learnable_query=False, out_channels=1024,
-                      num_heads=16)),
-    # 0.5 CE + 0.5 KD + alpha_sp 0.08 / alpha_fr 0.06 at both stages.
-    losses={{_base_.scalekd_losses}},
+        cap3=dict(arch='resnet50-s3', out_channels=512, num_heads=8),
+        cap3_alt=dict(arch='resnet50-s3', out_channels=512, num_heads=8),
+        cap4=dict(arch='resnet50-s4', out_channels=1024, num_heads=16),
+        cap4_alt=dict(arch='resnet50-s4', out_channels=1024, num_heads=16)),
 )

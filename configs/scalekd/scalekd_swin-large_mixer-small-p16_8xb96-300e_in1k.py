@@ -23,13 +23,8 @@ model = dict(
         s_s4=dict(path='backbone.layers.7')),
     connectors=dict(
         tpp={{_base_.scalekd_tpp_swin}},
-        cap3=dict(type='CrossAttentionProjector', arch='mixer-s16-s3'),
-        cap3_alt=dict(type='CrossAttentionProjector', arch='mixer-s16-s3'),
-        cap4=dict(type='CrossAttentionProjector', arch='mixer-s16-s4',
-                  learnable_query=False),
-        cap4_alt=dict(type='CrossAttentionProjector', arch='mixer-s16-s4',
-                      learnable_query=False)),
-    losses={{_base_.scalekd_losses}},
+        cap3=dict(arch='mixer-s16-s3'), cap3_alt=dict(arch='mixer-s16-s3'),
+        cap4=dict(arch='mixer-s16-s4'), cap4_alt=dict(arch='mixer-s16-s4')),
 )
 
 train_dataloader = dict(batch_size=96)

@@ -29,15 +29,8 @@ model = dict(
     # 3, 24 onto its 1536 at the end, gamma 5 (as published).
     connectors=dict(
         tpp={{_base_.scalekd_tpp_swin}},
-        cap3=dict(type='CrossAttentionProjector', arch='mobilenet-v1-s3'),
-        cap3_alt=dict(type='CrossAttentionProjector',
-                      arch='mobilenet-v1-s3'),
-        cap4=dict(type='CrossAttentionProjector', arch='mobilenet-v1-s4',
-                  learnable_query=False),
-        cap4_alt=dict(type='CrossAttentionProjector', arch='mobilenet-v1-s4',
-                      learnable_query=False)),
-    # 0.5 CE + 0.5 KD + alpha_sp 0.08 / alpha_fr 0.06 at both stages.
-    losses={{_base_.scalekd_losses}},
+        cap3=dict(arch='mobilenet-v1-s3'), cap3_alt=dict(arch='mobilenet-v1-s3'),
+        cap4=dict(arch='mobilenet-v1-s4'), cap4_alt=dict(arch='mobilenet-v1-s4')),
 )
 # mmcls's schedules/imagenet_bs256_coslr.py: cosine from lr 0.1 to 0.
 param_scheduler = dict(

@@ -16,11 +16,6 @@ model = dict(
         s_s3=dict(path='backbone.layer3'), s_s4=dict(path='backbone.layer4')),
     connectors=dict(
         tpp={{_base_.scalekd_tpp_swin}},
-        cap3=dict(type='CrossAttentionProjector', arch='resnet50-s3'),
-        cap3_alt=dict(type='CrossAttentionProjector', arch='resnet50-s3'),
-        cap4=dict(type='CrossAttentionProjector', arch='resnet50-s4',
-                  learnable_query=False),
-        cap4_alt=dict(type='CrossAttentionProjector', arch='resnet50-s4',
-                      learnable_query=False)),
-    losses={{_base_.scalekd_losses}},
+        cap3=dict(arch='resnet50-s3'), cap3_alt=dict(arch='resnet50-s3'),
+        cap4=dict(arch='resnet50-s4'), cap4_alt=dict(arch='resnet50-s4')),
 )

@@ -45,13 +45,8 @@ model = dict(
         s_s4=dict(path='backbone.norm3')),
     connectors=dict(
         tpp={{_base_.scalekd_tpp_swin}},
-        cap3=dict(type='CrossAttentionProjector', arch='swin-t-s3'),
-        cap3_alt=dict(type='CrossAttentionProjector', arch='swin-t-s3'),
-        cap4=dict(type='CrossAttentionProjector', arch='swin-t-s4',
-                  learnable_query=False),
-        cap4_alt=dict(type='CrossAttentionProjector', arch='swin-t-s4',
-                      learnable_query=False)),
-    losses={{_base_.scalekd_losses}},
+        cap3=dict(arch='swin-t-s3'), cap3_alt=dict(arch='swin-t-s3'),
+        cap4=dict(arch='swin-t-s4'), cap4_alt=dict(arch='swin-t-s4')),
 )
 
 # mmpretrain's Swin schedule paramwise_cfg alone (the published Swin-T

@@ -19,13 +19,8 @@ model = dict(
         s_s4=dict(path='backbone.ln1')),
     connectors=dict(
         tpp={{_base_.scalekd_tpp_swin}},
-        cap3=dict(type='CrossAttentionProjector', arch='vit-b16-s3'),
-        cap3_alt=dict(type='CrossAttentionProjector', arch='vit-b16-s3'),
-        cap4=dict(type='CrossAttentionProjector', arch='vit-b16-s4',
-                  learnable_query=False),
-        cap4_alt=dict(type='CrossAttentionProjector', arch='vit-b16-s4',
-                      learnable_query=False)),
-    losses={{_base_.scalekd_losses}},
+        cap3=dict(arch='vit-b16-s3'), cap3_alt=dict(arch='vit-b16-s3'),
+        cap4=dict(arch='vit-b16-s4'), cap4_alt=dict(arch='vit-b16-s4')),
 )
 
 test_pipeline = [

@@ -2,9 +2,11 @@
 the RegNetY-16GF teacher loading DeiT's public checkpoint layout, the
 seeded partial-data subsets and the two stages.
 
-test_all_configs.py builds every config (with its dry run); here each
-ImageNet config is built once more to read its tap shapes and trainable
-parameters (RegNetY-16GF and a DeiT on a CPU: ~10 s each)."""
+test_all_configs.py builds every other config (with its dry run); one
+ImageNet config per width is built here, once, to read its tap shapes and
+trainable parameters and to pass the checks of every built distiller
+(``check_distiller``, conftest.py): RegNetY-16GF and a DeiT on a CPU,
+marked slow."""
 import glob
 import os.path as osp
 
@@ -13,7 +15,7 @@ import torch
 from mmengine.config import Config
 
 import cls_kd
-from cls_kd.models.distillers.teacher import build_teacher
+from cls_kd.models.teachers import build_teacher
 from cls_kd.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -207,15 +209,14 @@ def test_mhca_alone_is_the_student_without_distillation():
         assert cfg[key] == dearkd[key], key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', WIDTHS)
-def test_built_model(config):
+def test_built_model(config, build_offline, check_distiller):
     """Real size, random teacher: the dry run's tap shapes, and the
     aligners are the only trainable parameters besides the student's."""
     cfg = _load(config)
-    model_cfg = cfg.model
-    model_cfg.teacher.update(checkpoint=None, random_init=True)
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
+    model, losses = build_offline(cfg)
+    check_distiller(cfg, model, losses)
     size = config.split('_')[2][len('deit-'):]
     shapes = model.captures.shapes
     width = WIDTH[size]

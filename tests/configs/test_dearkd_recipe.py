@@ -144,7 +144,7 @@ def _cfg(name):
 
 
 def _student(name):
-    """The student built and initialised (no teacher): ~1 s for DeiT-B."""
+    """The student built and initialised (no teacher), once per name."""
     if name not in _STUDENT:
         cfg = _cfg(name)
         spec = cfg.model.get('student') or cfg.model

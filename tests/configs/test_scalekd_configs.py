@@ -5,19 +5,19 @@ test_scalekd_traditional_recipe.py (traditional).
 
 test_all_configs.py builds every other config; each ScaleKD config is built
 here, once (real size, random teachers, no downloads), to read what its
-build-time dry run captured and the size of its projectors. These are big
-models on a CPU: about 15-20 s per config on 2 cores.
+build-time dry run captured and the size of its projectors, and to pass the
+checks of every built distiller (``check_distiller``, conftest.py). These
+are big models on a CPU (seconds each): marked slow, for ``make test``.
 """
 import glob
 import os.path as osp
 import re
 
 import pytest
-from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import cls_kd
-from cls_kd.registry import HOOKS, MODELS
+from cls_kd.registry import HOOKS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
@@ -74,8 +74,8 @@ def _parts(config):
     return match['teacher'], match['student'], match['recipe']
 
 
-def _load(config):
-    return Config.fromfile(osp.join(ROOT, 'configs', 'scalekd', config))
+def _path(config):
+    return osp.join('configs', 'scalekd', config)
 
 
 def test_every_advanced_row_has_a_config():
@@ -84,10 +84,10 @@ def test_every_advanced_row_has_a_config():
 
 
 @pytest.mark.parametrize('config', CONFIGS)
-def test_config_facts(config):
+def test_config_facts(config, load_config):
     """Read from the config: teacher, loss weights, recipe."""
     teacher, student, recipe = _parts(config)
-    cfg = _load(config)
+    cfg = load_config(_path(config))
     model = cfg.model
     assert cfg.default_scope == 'cls_kd'
     assert model.type == 'ClassificationDistiller'
@@ -137,16 +137,15 @@ def test_config_facts(config):
     assert type(hook).__name__ == 'SafeCheckpointHook'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', CONFIGS)
-def test_built_model(config):
+def test_built_model(config, load_config, build_offline, check_distiller):
     """Build once at 224 px; read the dry run's tap shapes."""
     teacher, student, _ = _parts(config)
-    cfg = _load(config)
+    cfg = load_config(_path(config))
     assert cfg.default_scope == 'cls_kd'
-    model_cfg = cfg.model
-    model_cfg.teacher.update(checkpoint=None, random_init=True)
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
+    model, losses = build_offline(cfg)
+    check_distiller(cfg, model, losses)
 
     shapes = model.captures.shapes
     s3, s4 = STUDENT[student]

@@ -25,8 +25,7 @@ from mmengine.config import Config
 import cls_kd
 from cls_kd.models.connectors.scalekd import CrossAttentionProjector
 from cls_kd.registry import MODELS
-from cls_kd.utils.config_paths import resolve_config_path
-from cls_kd.utils.inspection import teacher_specs
+from cls_kd.utils.config_paths import resolve_config_path, teacher_specs
 from cls_kd.utils.recipe import model_student, recipe_facts
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -648,6 +647,7 @@ def _relations(student, s4, pre):
                   and torch.allclose(value, pre, atol=1e-5))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [
     c for c in CONFIGS if '600e' not in c])  # the 300e student is the same
 def test_built_structure(config):

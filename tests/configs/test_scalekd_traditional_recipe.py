@@ -454,14 +454,13 @@ def test_new_scalekd_config_is_built_elsewhere():
     assert not re.fullmatch(r'scalekd_.*in1k.*\.py', FD)
 
 
-def test_fd_config_builds():
+@pytest.mark.slow
+def test_fd_config_builds(build_offline, check_distiller):
     """The FD baseline at real size (random teacher, no download): what
     its dry run reads, what it trains, and the teacher following train()."""
     cfg = Config.fromfile(_path(FD))
-    model_cfg = cfg.model
-    model_cfg.teacher.update(checkpoint=None, random_init=True)
-    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    model = MODELS.build(model_cfg)
+    model, losses = build_offline(cfg)
+    check_distiller(cfg, model, losses)
     assert model.captures.shapes == {
         's_s4': 'Tensor(2, 2048, 7, 7)',
         't_final': 'Tensor(2, 49, 768)',

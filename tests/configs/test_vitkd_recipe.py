@@ -250,7 +250,7 @@ def _cfg(name):
 
 def built_student(cfg):
     """The student of ``cfg`` built and initialised (no teacher), once per
-    distinct student spec (about 1 s for DeiT-B)."""
+    distinct student spec."""
     spec = cfg.model.get('student') or cfg.model
     key = repr(spec)
     if key not in _STUDENT:
@@ -414,6 +414,18 @@ def _run_student_taps(name):
     return model, got, seen, head_in['x']
 
 
+def measured_dims(cfg):
+    """(D_s, D_t) that the build-time dry run measures for connector widths
+    left out: the widths of the tapped tokens, the student's and the
+    teacher's embedding widths."""
+    from mmpretrain.models import DeiT3
+
+    from cls_kd.utils import resolve_config_path
+    teacher = Config.fromfile(resolve_config_path(cfg.model.teacher.config))
+    return (built_student(cfg).backbone.embed_dims,
+            DeiT3.arch_zoo[teacher.model.backbone.arch]['embed_dims'])
+
+
 def _structure(name, key):
     if key == 'student.tap.block0':
         _, got, seen, _ = _student_taps(name)
@@ -503,7 +515,8 @@ def our_value(name, key):
     if key == 'connector.gen.mask_ratio':
         return model.connectors.gen.mask_ratio
     if key == 'connector.dims':
-        dims = {(c.in_channels, c.out_channels)
+        dims = {(c.get('in_channels', measured_dims(cfg)[0]),
+                 c.get('out_channels', measured_dims(cfg)[1]))
                 for c in model.connectors.values()}
         return dims.pop() if len(dims) == 1 else dims
     if key == 'connectors':

@@ -1,7 +1,9 @@
 """DeepInversionSynthesizer on a tiny conv-BN classifier: phases, pixel
-range, channel order, the optional terms, a teacher left untouched, the
+range, channel order, the optional terms, losses that fall and images the
+teacher classifies as their labels, a teacher left untouched, the
 learning-rate schedule."""
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cls_kd.datafree import (
+    DEFAULT_WEIGHTS,
     DeepInversionSynthesizer,
     batch_generator,
     phase_lr,
@@ -47,6 +50,22 @@ MEAN, STD = [10., 120., 200.], [50., 60., 70.]
 LABELS = torch.tensor([0, 1, 2, 0])
 
 
+def _logged(lines, term):
+    """A term's value at every logged iteration (``loss`` is the total)."""
+    return [float(re.search(rf'\b{term} (\S+)', line).group(1))
+            for line in lines]
+
+
+def _teacher_scores(teacher, images):
+    """The teacher's softmax on written RGB uint8 images (an RGB teacher
+    normalised by MEAN/STD)."""
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    x = (pixels - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        return teacher(x).softmax(1)
+
+
 def test_phases_pixels_and_a_frozen_teacher():
     teacher = _frozen(TinyClassifier())
     state = {k: v.clone() for k, v in teacher.state_dict().items()}
@@ -62,7 +81,14 @@ def test_phases_pixels_and_a_frozen_teacher():
     assert result.images.shape == (4, 8, 8, 3)
     assert result.images.dtype == np.uint8
     assert set(result.losses) == {'ce', 'tv', 'l2', 'bn', 'total'}
-    assert 0 <= result.accuracy <= 1
+    # Accuracy and scores are the teacher's on the written images.
+    scores = _teacher_scores(teacher, result.images)
+    assert np.array_equal(result.predictions, scores.argmax(1).numpy())
+    assert result.accuracy == pytest.approx(
+        (scores.argmax(1) == LABELS).float().mean().item())
+    np.testing.assert_allclose(
+        result.target_probs, scores[torch.arange(4), LABELS].numpy(),
+        rtol=1e-5)
     for key, value in teacher.state_dict().items():
         assert torch.equal(value, state[key]), key
     assert not teacher.training
@@ -104,19 +130,48 @@ def test_grayscale_optimises_one_channel():
     assert teacher.sizes[-1] == (3, 8, 8)
 
 
+def test_losses_fall_and_the_images_become_their_labels():
+    """10 iterations from noise (no jitter, no flips): the total and the
+    cross-entropy fall at every logged step, and the teacher classifies
+    every written image as its label."""
+    teacher = _frozen(TinyClassifier())
+    lines = []
+    synthesizer = DeepInversionSynthesizer(
+        teacher, MEAN, STD, to_rgb=True, phases=[dict(size=8, iters=10)],
+        warmup_iters=0, jitter=0, flip=False, log_interval=1,
+        log=lines.append)
+    result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
+    total, ce = _logged(lines, 'loss'), _logged(lines, 'ce')
+    assert len(total) == 10
+    assert all(b < a for a, b in zip(total, total[1:])), total
+    assert total[-1] < total[0] / 4 and ce[-1] < ce[0] / 2, (total, ce)
+    assert result.accuracy == 1.0
+    assert result.predictions.tolist() == LABELS.tolist()
+
+
 def test_student_and_intra_divergence_terms():
     teacher, student = _frozen(TinyClassifier()), _frozen(TinyClassifier())
+    lines = []
     synthesizer = DeepInversionSynthesizer(
-        teacher, MEAN, STD, phases=[dict(size=8, iters=2)], warmup_iters=0,
-        student=student,
+        teacher, MEAN, STD, phases=[dict(size=8, iters=5)], warmup_iters=0,
+        jitter=0, flip=False, student=student,
         student_preprocessor=dict(mean=[0., 0., 0.], std=[255.] * 3),
-        intra_divergence=dict(diversity=1., boundary=1., margin=1.))
+        intra_divergence=dict(diversity=1., boundary=1., margin=1.),
+        log_interval=1, log=lines.append)
     result = synthesizer.synthesize(LABELS, batch_generator(0, 0))
-    assert {'adaptive', 'diversity', 'boundary'} <= set(result.losses)
-    assert 0 <= result.losses['adaptive'] <= 1
-    # Samples 0 and 3 share class 0: one pair, a cosine in [-1, 1].
-    assert -1 <= result.losses['diversity'] <= 1
-    assert len(student.sizes) == 2  # not run for the accuracy
+    losses = result.losses
+    assert set(losses) == {'ce', 'tv', 'l2', 'bn', 'adaptive', 'diversity',
+                           'boundary', 'total'}
+    # The total weighs each term: the defaults, ADI's 0.2, the divergence
+    # terms' weights of 1.
+    w = DEFAULT_WEIGHTS
+    assert losses['total'] == pytest.approx(
+        losses['ce'] + w['tv'] * losses['tv'] + w['l2'] * losses['l2'] +
+        w['bn'] * losses['bn'] + w['adaptive'] * losses['adaptive'] +
+        losses['diversity'] + losses['boundary'], rel=1e-5)
+    total = _logged(lines, 'loss')
+    assert total[-1] < total[0] / 2, total
+    assert len(student.sizes) == 5  # once an iteration, not for accuracy
 
 
 def test_configuration_errors():

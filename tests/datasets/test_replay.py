@@ -143,3 +143,18 @@ def test_batch_key_is_a_fixed_hash():
     assert len({batch_key(0, 0, [0, 1]), batch_key(0, 0, [1, 0]),
                 batch_key(1, 0, [0, 1]), batch_key(0, 1, [0, 1])}) == 4
     assert 0 <= batch_key(5, 3, range(64)) < 2**32
+
+
+def test_repeated_augmentation_sampler_is_refused(digits_root):
+    """DeiT's repeated augmentation gives a sample 3 times an epoch to be
+    augmented differently: one seeded view per (epoch, sample) cannot."""
+    from mmpretrain.datasets import RepeatAugSampler
+
+    from cls_kd.datasets import check_sampler
+    dataset = SeededAugmentDataset(
+        dict(type='mmpretrain.CustomDataset', data_root=digits_root,
+             data_prefix='train', pipeline=[dict(type='LoadImageFromFile')]))
+    with pytest.raises(ValueError, match=r'RepeatAugSampler gives each '
+                       r'sample 3 times an epoch.*would be identical'):
+        check_sampler(RepeatAugSampler(dataset, num_repeats=3))
+    check_sampler(RepeatAugSampler(dataset, num_repeats=1))  # no repeats

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from cls_kd.utils import checkpoint_problem, find_resume_checkpoint
+from cls_kd.apis import checkpoint_problem, find_resume_checkpoint
 
 STUDENT_CFG = 'configs/digits/vit-t4-p8_1xb64_digits.py'
 

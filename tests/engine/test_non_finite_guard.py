@@ -324,6 +324,7 @@ def _run_ranks(out_dir):
                        nprocs=2, start_method='fork')
 
 
+@pytest.mark.slow
 def test_one_rank_nonfinite_skips_on_every_rank():
     # A fresh interpreter forks the ranks: a fork of this process could not
     # run backward once its autograd engine has started threads (as after a
@@ -549,6 +550,7 @@ def test_stop_message_of_a_plain_mmpretrain_classifier(hub, warnings,
         '  images of the batch (first 2 of 2): data/img0.png, data/img1.png')
 
 
+@pytest.mark.slow
 def test_train_tool_stops_a_digits_kd_run_nonzero(repo_root, digits_root,
                                                   tmp_path):
     """tools/train.py on the digits KD config with an infinite KD term:

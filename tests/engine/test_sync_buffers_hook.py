@@ -58,6 +58,7 @@ def states(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('stage, expected', [
     ('iter_1', APART),
     ('iter_2_checkpoint', SYNCED),

@@ -1,7 +1,7 @@
-"""Helper of tests/tools/test_dist_validation_equals_checkpoint.py, loaded by
-the training run through ``custom_imports``: writes each rank's buffers
-before they are synced at the end of a training epoch and while they are
-validated."""
+"""Helper of the 2-process tests (tests/tools/test_dist_*.py), loaded by
+the training run through ``custom_imports``: writes each rank's parameters
+and buffers before the buffers are synced at the end of a training epoch
+and while they are validated."""
 import os.path as osp
 
 import torch
@@ -14,8 +14,9 @@ from cls_kd.registry import HOOKS
 
 @HOOKS.register_module()
 class BufferProbeHook(Hook):
-    """Saves ``{name: buffer}`` of the model to
-    ``<out_dir>/<when>_rank<R>.pth`` (the latest), ``when`` being
+    """Saves ``dict(buffers={name: buffer}, params={name: parameter})``
+    of the model to ``<out_dir>/<when>_rank<R>.pth`` (the latest), ``when``
+    being
     ``trained`` (end of a training epoch, before ``SyncStudentBuffersHook``:
     its priority is higher) or ``validated`` (end of a validation).
 
@@ -31,9 +32,10 @@ class BufferProbeHook(Hook):
     def _save(self, runner, when: str) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        buffers = {k: b.clone() for k, b in model.named_buffers()}
         torch.save(
-            buffers,
+            dict(buffers={k: b.clone() for k, b in model.named_buffers()},
+                 params={k: p.detach().clone()
+                         for k, p in model.named_parameters()}),
             osp.join(self.out_dir, f'{when}_rank{get_rank()}.pth'))
 
     def after_train_epoch(self, runner) -> None:

@@ -14,6 +14,8 @@ import torch
 
 KD_CFG = 'configs/scalekd/kd_vit-4x64-p8_resnet18-c4_1xb64_digits.py'
 STUDENT_CFG = 'configs/digits/resnet18-c4_1xb64_digits.py'
+
+pytestmark = pytest.mark.slow  # two processes, then tools/test.py twice
 BN_STAT = 'student.backbone.layer4.1.bn2.running_var'
 
 
@@ -71,16 +73,17 @@ def run(repo_root, digits_root, tmp_path_factory):
     with open(tmp / 'val.pkl', 'rb') as f:
         val_preds = pickle.load(f)
 
-    def buffers(when):
+    def probed(when, what='buffers'):
         return [
-            torch.load(tmp / f'{when}_rank{rank}.pth', weights_only=True)
+            torch.load(tmp / f'{when}_rank{rank}.pth', weights_only=True)[what]
             for rank in (0, 1)
         ]
 
     return dict(
         tmp=tmp, config=str(config), ckpt=str(work_dir / 'epoch_2.pth'),
         val_top1=val_top1[0], val_preds=val_preds,
-        trained=buffers('trained'), validated=buffers('validated'))
+        trained=probed('trained'), validated=probed('validated'),
+        weights=probed('trained', 'params'))
 
 
 def _scores(preds):
@@ -132,6 +135,21 @@ def test_ranks_train_apart_and_validate_averaged(run):
     count = 'student.backbone.layer1.0.bn1.num_batches_tracked'
     assert validated[0][count].item() == validated[1][count].item() == 8
     assert checkpoint[count].item() == 8
+
+
+def test_ranks_end_with_the_same_weights(run):
+    """The ranks train on different batches (their BatchNorm statistics
+    differ, above) but DDP averages the gradients: after the last step
+    every parameter is the same on both ranks, bit for bit, and the
+    checkpoint holds it."""
+    weights = run['weights']
+    checkpoint = torch.load(run['ckpt'], weights_only=False)['state_dict']
+    # Every parameter of the checkpoint (which holds buffers besides).
+    assert set(weights[0]) == set(weights[1]) == set(checkpoint) - set(
+        run['trained'][0])
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
+        assert torch.equal(checkpoint[key], value), key
 
 
 def test_checkpoint_scores_what_validation_scored(run, tool_loader,

@@ -11,8 +11,8 @@ HERE = osp.dirname(osp.abspath(__file__))
 
 
 def _replay_tests():
-    """tests/models/distillers/test_replay.py (its config helper)."""
-    path = osp.join(HERE, '..', 'models', 'distillers', 'test_replay.py')
+    """tests/models/teachers/test_stored_outputs.py (its config helper)."""
+    path = osp.join(HERE, '..', 'models', 'teachers', 'test_stored_outputs.py')
     spec = importlib.util.spec_from_file_location('replay_tests', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -117,6 +117,7 @@ def test_dump_split_over_two_processes_equals_the_one_process_dump(
     import socket
     import subprocess
     import sys
+
     from mmengine.config import Config
     tool, config, work = setup
     mixed = _replay_tests().mixed(Config.fromfile(config))

@@ -93,6 +93,7 @@ def test_metrics_file_as_before_and_with_out_item(kd_checkpoint, digits_root,
     assert mmengine.load(yaml_out) == pytest.approx(metrics)
 
 
+@pytest.mark.slow
 def test_mmpretrain_test_tool_runs_our_config(kd_checkpoint, digits_root,
                                               tmp_path):
     """mmpretrain's tools/test.py imports nothing of cls_kd: with

@@ -31,7 +31,8 @@ def distilled(repo_root, small_digits_cfg, tmp_path_factory):
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.val_loop.run()
-    return dict(work_dir=work_dir, metrics=metrics)
+    return dict(work_dir=work_dir, metrics=metrics,
+                student=runner.model.student.state_dict())
 
 
 def _test(tool_loader, repo_root, digits_root, ckpt, tmp_path, *extra):
@@ -78,6 +79,13 @@ def test_knn_config_scores_what_validation_scored(distilled, tool_loader,
     out = str(tmp_path / 'student.pth')
     tool_loader('tools/model_converters/extract_student.py').extract_student(
         osp.join(distilled['work_dir'], 'epoch_3.pth'), out)
+    # The trained student's weights, bit for bit (a k-NN top-1 of 32
+    # queries alone could match by chance).
+    exported = torch.load(out, map_location='cpu')['state_dict']
+    trained = distilled['student']
+    assert set(exported) == {f'backbone.{k}' for k in trained}
+    for key, value in trained.items():
+        assert torch.equal(exported[f'backbone.{key}'], value), key
     metrics = _test(tool_loader, repo_root, digits_root, out, tmp_path)
     assert metrics['knn/top1'] == pytest.approx(
         distilled['metrics']['knn/top1'], abs=1e-6)

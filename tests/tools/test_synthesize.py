@@ -22,7 +22,7 @@ from cls_kd.datafree import (
     rank_batches,
 )
 from cls_kd.datafree.grid import draw_synthesis_grid
-from cls_kd.models.distillers.teacher import build_teacher
+from cls_kd.models.teachers import build_teacher
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'dearkd', 'synthesis',
@@ -83,6 +83,7 @@ def _images(out):
     return found
 
 
+@pytest.mark.slow
 def test_folder_manifest_and_dataset(full_run):
     out, stdout = full_run
     assert 'batch 5/5 (5/5 here)' in stdout and 'ETA' in stdout
@@ -138,6 +139,7 @@ def test_folder_manifest_and_dataset(full_run):
         assert info['gt_label'] == int(folder)
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_batches_and_matches(full_run, tmp_path,
                                                    capsys, one_thread,
                                                    monkeypatch):
@@ -177,6 +179,7 @@ def test_resume_skips_finished_batches_and_matches(full_run, tmp_path,
         assert np.array_equal(resumed[key], uninterrupted[key]), key
 
 
+@pytest.mark.slow
 def test_other_settings_are_refused(full_run, tmp_path, monkeypatch):
     out = full_run[0]
     before = os.stat(osp.join(out, 'manifest.json')).st_mtime_ns
@@ -211,6 +214,7 @@ def test_colour_images_are_rgb_pngs(tmp_path):
         assert np.array_equal(picture[y:y + 96:12, x:x + 96:12], image)
 
 
+@pytest.mark.slow
 def test_grid_redraws_rows_by_class_with_the_teacher_scores(
         full_run, tool_loader, tmp_path):
     """tools/analysis/synthesis_grid.py on the run's folder: the same
@@ -273,8 +277,7 @@ def test_relative_teacher_config_is_found_from_anywhere(tmp_path,
     (configs / 'synth.py').write_text(
         'teacher = dict(config="./teacher.py", checkpoint=None)\n')
     monkeypatch.chdir(tmp_path)
-    cfg = Config.fromfile(str(configs / 'synth.py'))
-    _tool().resolve_specs(cfg)
+    cfg = _tool().load_config(str(configs / 'synth.py'))
     assert cfg.teacher.config == str(configs / 'teacher.py')
 
 

@@ -43,11 +43,16 @@ def _kd_cfg(repo_root, small_digits_cfg, work_dir, **extra):
 
 @pytest.fixture(scope='module')
 def trained(repo_root, small_digits_cfg, tmp_path_factory):
-    """A 3-epoch KD run with EMA; the teacher is random but frozen."""
+    """A 3-epoch KD run with EMA; the teacher is random but frozen. Its
+last validation's predictions are in ``val_preds`` (a DumpResults
+pickle)."""
     work_dir = str(tmp_path_factory.mktemp('kd_run'))
+    val_preds = osp.join(work_dir, 'val_preds.pkl')
     cfg = _kd_cfg(
         repo_root, small_digits_cfg, work_dir,
         custom_hooks=[dict(type='EMAHook', momentum=0.1)])
+    cfg.val_evaluator = list(cfg.val_evaluator) + [
+        dict(type='DumpResults', out_file_path=val_preds)]
     runner = Runner.from_cfg(cfg)
     teacher = runner.model.teachers['teacher']
     before = copy.deepcopy(teacher.state_dict())
@@ -61,7 +66,8 @@ def trained(repo_root, small_digits_cfg, tmp_path_factory):
     runner.train()
     metrics = runner.val_loop.run()
     return dict(runner=runner, before=before, work_dir=work_dir,
-                teacher_calls=len(calls), metrics=metrics)
+                teacher_calls=len(calls), metrics=metrics,
+                val_preds=val_preds)
 
 
 def test_teacher_frozen_through_training(trained):
@@ -138,6 +144,14 @@ def test_exported_student_matches_distiller_accuracy(trained, repo_root,
     assert n == len(trained['runner'].model.student.state_dict())
     state = torch.load(student_ckpt, weights_only=True)['state_dict']
     assert all(not k.startswith(('student.', 'connectors.')) for k in state)
+    # The weights validation scored (EMA's, which the checkpoint's
+    # state_dict holds), bit for bit.
+    runner = trained['runner']
+    ema_hook = next(h for h in runner.hooks if type(h).__name__ == 'EMAHook')
+    validated = ema_hook.ema_model.module.student.state_dict()
+    assert set(state) == set(validated)
+    for key, value in validated.items():
+        assert torch.equal(state[key], value), key
     test_tool = _tool(repo_root, 'test')
     out = str(tmp_path / 'metrics.json')
     metrics = test_tool.main([
@@ -154,7 +168,8 @@ def test_exported_student_matches_distiller_accuracy(trained, repo_root,
 
 
 def test_ema_export_is_what_ema_validation_scored(trained, repo_root,
-                                                  digits_root, tmp_path):
+                                                  digits_root, tmp_path,
+                                                  assert_same_predictions):
     """mmengine's EMAHook saves the EMA weights under state_dict and the raw
     ones under ema_state_dict: --ema must export the former."""
     runner = trained['runner']
@@ -177,16 +192,18 @@ def test_ema_export_is_what_ema_validation_scored(trained, repo_root,
             assert torch.equal(state[key], value), (which, key)
     assert any(not torch.equal(exported['ema']['state_dict'][k], v)
                for k, v in raw_weights.items())
+    preds = str(tmp_path / 'preds.pkl')
     metrics = _tool(repo_root, 'test').main([
         osp.join(repo_root, STUDENT_CFG),
         str(tmp_path / 'student_ema.pth'), '--work-dir',
-        str(tmp_path), '--cfg-options',
+        str(tmp_path), '--out', preds, '--cfg-options',
         f'test_dataloader.dataset.data_root={digits_root}',
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False'
     ])
     assert metrics['accuracy/top1'] == pytest.approx(
         trained['metrics']['accuracy/top1'], abs=1e-6)
+    assert_same_predictions(trained['val_preds'], preds)
 
 
 def test_ema_export_of_a_run_without_ema_is_refused(tmp_path):
@@ -250,14 +267,26 @@ def test_stop_distill_hook_stops_teacher(repo_root, small_digits_cfg,
     assert runner.model.current_stage().student_loss_weight == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == 'win32', reason='bash launcher')
 def test_dist_train_two_processes_gloo(repo_root, digits_root, tmp_path):
-    """DDP with find_unused_parameters=False through tools/dist_train.sh."""
+    """DDP with find_unused_parameters=False through tools/dist_train.sh;
+    the ranks end with the same weights (tests/tools/buffer_probe_hook.py
+    saves each rank's)."""
+    config = tmp_path / 'kd_probed.py'
+    config.write_text(
+        f'_base_ = [{osp.join(repo_root, KD_CFG)!r}]\n'
+        "custom_imports = dict(imports=['buffer_probe_hook'], "
+        'allow_failed_imports=False)\n'
+        'default_hooks = dict(probe=dict(type="BufferProbeHook", '
+        f'out_dir={str(tmp_path)!r}))\n')
     env = dict(os.environ, PORT='29631', OMP_NUM_THREADS='1')
     env['PATH'] = osp.dirname(sys.executable) + os.pathsep + env['PATH']
+    env['PYTHONPATH'] = os.pathsep.join(
+        [osp.dirname(osp.abspath(__file__)), env.get('PYTHONPATH', '')])
     proc = subprocess.run(
         [
-            'bash', 'tools/dist_train.sh', KD_CFG, '2', '--work-dir',
+            'bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
             str(tmp_path), '--no-validate', '--cfg-options',
             f'train_dataloader.dataset.data_root={digits_root}',
             'train_dataloader.dataset.indices=32',
@@ -269,6 +298,16 @@ def test_dist_train_two_processes_gloo(repo_root, digits_root, tmp_path):
         cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert osp.exists(tmp_path / 'epoch_3.pth')
+    weights = [
+        torch.load(tmp_path / f'trained_rank{rank}.pth',
+                   weights_only=True)['params'] for rank in (0, 1)
+    ]
+    checkpoint = torch.load(tmp_path / 'epoch_3.pth',
+                            weights_only=False)['state_dict']
+    assert weights[0] and set(weights[0]) == set(weights[1])
+    for key, value in weights[0].items():
+        assert torch.equal(value, weights[1][key]), key
+        assert torch.equal(checkpoint[key], value), key
     log = proc.stdout + proc.stderr
     assert "'backend': 'gloo'" in log
     assert 'Distributed training: True' in log
@@ -297,7 +336,8 @@ def test_test_tool_refuses_a_checkpoint_of_another_model(trained, repo_root,
 
 
 def test_test_tool_loads_after_hooks_are_ready(trained, repo_root,
-                                                digits_root, tmp_path):
+                                                digits_root, tmp_path,
+                                                assert_same_predictions):
     """EMAHook handles a loaded checkpoint only after before_run: a config
     with it tests the distiller checkpoint it wrote, scoring what its EMA
     validation scored."""
@@ -305,9 +345,10 @@ def test_test_tool_loads_after_hooks_are_ready(trained, repo_root,
     config.write_text(
         f"_base_ = [{osp.join(repo_root, KD_CFG)!r}]\n"
         "custom_hooks = [dict(type='EMAHook', momentum=0.1)]\n")
+    preds = str(tmp_path / 'preds.pkl')
     metrics = _tool(repo_root, 'test').main([
         str(config), osp.join(trained['work_dir'], 'epoch_3.pth'),
-        '--work-dir', str(tmp_path), '--cfg-options',
+        '--work-dir', str(tmp_path), '--out', preds, '--cfg-options',
         'model.teacher.random_init=True',
         f'test_dataloader.dataset.data_root={digits_root}',
         'test_dataloader.num_workers=0',
@@ -315,3 +356,4 @@ def test_test_tool_loads_after_hooks_are_ready(trained, repo_root,
     ])
     assert metrics['accuracy/top1'] == pytest.approx(
         trained['metrics']['accuracy/top1'], abs=1e-6)
+    assert_same_predictions(trained['val_preds'], preds)

@@ -7,6 +7,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -40,6 +41,7 @@ def _small_run_options(digits_root):
     return options + ['model.teacher.random_init=True']
 
 
+@pytest.mark.slow
 def test_train_from_another_directory(repo_root, digits_root, tmp_path):
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 
-from cls_kd.utils.inspection import build_config_models, load_config
+from cls_kd.apis import build_config_models, load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 ATTN = dict(type='attn_probs', query='cls')

@@ -13,7 +13,7 @@ from torch._dynamo.testing import CompileCounter
 
 import cls_kd
 from cls_kd.engine.hooks import CompileHook
-from cls_kd.models.distillers.base import _teacher_taps_only, teacher_forward
+from cls_kd.models.teachers.running import _teacher_taps_only, teacher_forward
 from cls_kd.registry import MODELS
 from cls_kd.utils import (
     cast_numpy_scalars,
@@ -57,6 +57,7 @@ def test_nothing_to_cast():
     assert cast_numpy_scalars(nn.Sequential(nn.Linear(2, 2))) == 0
 
 
+@pytest.mark.slow
 def test_no_graph_breaks_after_cast():
     model = tiny_vit()
     model.eval()  # mmpretrain's ViT.train() does not return the module
@@ -98,6 +99,7 @@ def test_compile_options():
         compile_options('yes')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('config', [
     VITKD,  # ViT -> ViT, the teacher read for its taps only
     'configs/dearkd/dearkd_resnet18-c16_vit-t4-p8_1xb64_digits.py',  # CNN
@@ -141,6 +143,7 @@ def test_no_graph_breaks_with_the_distillers_hooks(repo_root, config):
         torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_compiled_teacher_taps_only_equals_the_eager_early_stop(repo_root):
     """A step that reads only the teacher's taps runs the compiled function
     that returns nothing: same captures as the eager run stopped after the
@@ -163,6 +166,7 @@ def test_compiled_teacher_taps_only_equals_the_eager_early_stop(repo_root):
         assert torch.allclose(compiled[name], eager[name], atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_compiled_distiller_trains_like_eager(repo_root, monkeypatch):
     """Two training steps of a compiled tiny ViTKD + NKD distiller (taps,
     the teacher's logits, connectors with a random mask, losses) give the

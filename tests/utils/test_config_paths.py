@@ -8,7 +8,7 @@ import yaml
 from mmengine.config import Config
 
 import cls_kd
-from cls_kd.models.distillers.teacher import build_teacher
+from cls_kd.models.teachers import build_teacher
 from cls_kd.registry import MODELS
 from cls_kd.utils import (
     installed_path,

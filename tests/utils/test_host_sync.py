@@ -1,5 +1,6 @@
 """The host-sync detector, and distillation steps that it finds free of
 host-device synchronisation."""
+import importlib.util
 import os.path as osp
 import sys
 
@@ -15,9 +16,23 @@ from cls_kd.models.distillers import DistillerConfigError
 from cls_kd.models.losses.utils import drop_target
 from cls_kd.models.losses.vitkd import check_mask_ratio
 from cls_kd.utils import resolve_teacher_paths
-from cls_kd.utils.host_sync import HostSyncError, HostSyncRecorder
 
 cls_kd.register_all_modules()
+
+
+def _load_host_sync():
+    """``host_sync.py`` beside this test: a test helper, not part of the
+    package (tests are not importable as modules)."""
+    path = osp.join(osp.dirname(osp.abspath(__file__)), 'host_sync.py')
+    spec = importlib.util.spec_from_file_location('tests_host_sync', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+host_sync = _load_host_sync()
+HostSyncError = host_sync.HostSyncError
+HostSyncRecorder = host_sync.HostSyncRecorder
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 X = torch.linspace(-1, 1, 20).view(4, 5)

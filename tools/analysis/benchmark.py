@@ -3,7 +3,7 @@
     python tools/analysis/benchmark.py CONFIG [--batch-size B] [--iters N]
         [--warmup W] [--amp] [--amp-force] [--compile] [--reference]
         [--channels-last] [--device cpu|cuda] [--input-size S] [--epoch E]
-        [--guard config|on|off|both]
+        [--guard config|on|off|both] [--replay]
         [--cfg-options key=value ...] [--out results.json]
 
 Builds the model of CONFIG (a cls_kd distiller or a plain mmpretrain
@@ -67,6 +67,28 @@ warm-up runs; precise where the step times are too noisy to show it).
 teacher and no distillation terms after DearKD's ``distill_epochs``); the
 active stage and terms are printed and reported.
 
+``--replay`` (logit-family configs: KD, DKD, NKD, DeiT's token) times three
+steps in one process, in turn after the same warm-up: ``student alone``
+(the distiller's student module with mmpretrain's ``train_step``: its own
+supervised loss, unweighted, and an optimizer wrapper built from the
+config's ``optim_wrapper`` over the student's parameters only; no teacher,
+no distiller), ``online KD`` (the config as is) and ``replayed KD`` (the
+same distiller built with ``outputs=<a temporary store>`` on every teacher,
+so that it reads the teacher's logits from disk instead of running it).
+The store is written in the format of ``tools/dump_teacher_outputs.py``
+(top-10 float16 records of the built teacher's logits on the synthetic
+batch, its digest, the epoch of ``--epoch`` complete), and the batch's
+samples carry the replay keys of ``SeededAugmentDataset``. Reported: each
+row's step time, images/s and ratio to the student alone (of the mean step
+times, and paired: one plus the median of the rounds' differences over the
+median student-alone step), and a one-line conclusion. The config's batch
+augments (Mixup/CutMix) run in all three rows as in training, where the
+distiller accepts them with stored outputs. A config whose distiller cannot
+replay (a loss reading teacher features, a tap or teacher-running
+connector on a teacher: the distiller's reason is printed) or that has no
+teacher is refused; so is ``--replay`` with ``--reference`` or ``--guard
+both``. See ``docs/stored_teacher_outputs.md``.
+
 Example::
 
     python tools/analysis/benchmark.py \\
@@ -83,20 +105,32 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper, build_optim_wrapper
-from mmengine.registry import init_default_scope
 from mmpretrain.structures import DataSample
 
 import cls_kd
+from cls_kd import apis
+from cls_kd.apis import config_arg
 from cls_kd.engine.optimizers import NonFiniteGuardMixin
-from cls_kd.models.distillers.teacher import expected_input_size
+from cls_kd.errors import DistillerConfigError
+from cls_kd.models.teachers import expected_input_size, teacher_forward
+from cls_kd.models.teachers.stored_outputs import (
+    FORMAT,
+    encode_records,
+    epoch_file,
+    record_dtype,
+    teacher_digest,
+    write_manifest,
+)
 from cls_kd.registry import MODELS
 from cls_kd.utils import (
     AmpChoice,
@@ -104,9 +138,7 @@ from cls_kd.utils import (
     apply_amp,
     choose_amp,
     compile_model,
-    resolve_teacher_paths,
 )
-from cls_kd.utils.config_paths import config_arg
 
 # Float16 wrappers with loss scaling (CUDA only) -> their float32 wrapper,
 # for CPU runs without --amp.
@@ -196,6 +228,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default='config',
         help='the non-finite step guard: as the config has it (default), '
         'on, off, or both: the step with and without it timed in turn')
+    parser.add_argument(
+        '--replay',
+        action='store_true',
+        help='time in turn the student alone, the config (online KD) and '
+        'the config reading its teacher\'s logits from a store (replayed '
+        'KD; logit-family configs)')
     parser.add_argument('--out', help='write the results as JSON here')
     args = parser.parse_args(argv)
     if args.epoch < 0:
@@ -208,6 +246,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('--batch-size must be at least 1')
     if args.input_size is not None and args.input_size < 1:
         parser.error('--input-size must be at least 1')
+    if args.replay and (args.reference or args.guard == 'both'):
+        parser.error('--replay times its own three steps in turn: leave out '
+                     '--reference and --guard both')
     return args
 
 
@@ -223,12 +264,13 @@ def resolve_device(name: Optional[str]) -> torch.device:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """Read the config, apply ``--cfg-options`` and check what is needed."""
-    if not osp.isfile(args.config):
-        _fail(f'config {args.config!r} not found.')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    """Read the config as every tool does (:func:`cls_kd.apis.load_config`:
+    ``--cfg-options``, modules, default scope, teacher paths) and check
+    what the benchmark needs."""
+    try:
+        cfg = apis.load_config(args.config, args.cfg_options)
+    except FileNotFoundError as e:
+        _fail(str(e))
     if cfg.get('model') is None:
         _fail(f'{args.config} has no `model`.')
     if cfg.get('optim_wrapper') is None:
@@ -236,14 +278,18 @@ def load_config(args: argparse.Namespace) -> Config:
               f'full training steps and builds their optimizer from it '
               f'(add e.g. optim_wrapper=dict(optimizer=dict(type=\'AdamW\', '
               f'lr=1e-3)) or a schedule _base_).')
-    try:
-        return resolve_teacher_paths(cfg)
-    except FileNotFoundError as e:
-        _fail(str(e))
+    return cfg
 
 
-def build_model(cfg: Config) -> Tuple[nn.Module, List[str]]:
+def build_model(cfg: Config,
+                outputs: Optional[Dict[str, str]] = None
+                ) -> Tuple[nn.Module, List[str]]:
     """Build the config's model with random teacher weights.
+
+    Args:
+        cfg (Config): The config.
+        outputs (dict, optional): ``teacher -> store directory``: the
+            teachers' ``outputs`` (replayed instead of run).
 
     Returns:
         tuple: The model and the names of its teachers (empty for a plain
@@ -263,6 +309,8 @@ def build_model(cfg: Config) -> Tuple[nn.Module, List[str]]:
         else:
             _log(f'Teacher {name!r}: no checkpoint (random weights).')
         spec['checkpoint'], spec['random_init'] = None, True
+        if outputs is not None:
+            spec['outputs'] = outputs[name]
     model = MODELS.build(model_cfg)
     teachers = getattr(model, 'teachers', None)
     names = list(teachers) if teachers is not None else []
@@ -386,6 +434,189 @@ def guard_results(on: List[float], off: List[float], check: List[float],
         guard_cost_paired=paired / statistics.median(off),
         guard_check_ms=statistics.mean(check) * 1e3,
         guard_check_share=statistics.mean(check) / statistics.mean(off))
+
+
+#: The rows of ``--replay``, in the order they run in each round.
+REPLAY_ROWS = ('student alone', 'online KD', 'replayed KD')
+#: Top-k and storage of the ``--replay`` store: the defaults of
+#: ``tools/dump_teacher_outputs.py``.
+REPLAY_TOPK, REPLAY_DTYPE = 10, 'float16'
+#: Issue 22's target: a replayed step at most this times the student's.
+REPLAY_TARGET = 1.1
+
+
+def teacher_digests(model: nn.Module, names: List[str]) -> Dict[str, str]:
+    """``teacher -> digest`` of the built teachers (on the CPU, as the
+    distiller that replays computes it when it is built)."""
+    return {
+        name: teacher_digest(model.teachers[name],
+                             lambda x, n=name: model.teachers.inputs_for(n, x))
+        for name in names
+    }
+
+
+def replay_facts(batch_size: int) -> dict:
+    """The run facts of the ``--replay`` store (see
+    ``cls_kd.datasets.run_facts``): one batch of ``batch_size`` synthetic
+    views, one process."""
+    return dict(seed=0, pipeline='synthetic batch', length=batch_size,
+                batch_size=batch_size, world_size=1)
+
+
+def write_replay_stores(model: nn.Module, digests: Dict[str, str],
+                        data: dict, directory: str,
+                        epoch: int) -> Dict[str, dict]:
+    """Stores of the teachers' outputs on the synthetic batch, in the format
+    of ``tools/dump_teacher_outputs.py`` (top-10 float16 records).
+
+    Each sample of ``data`` becomes the view of index = its position in
+    epoch ``epoch`` (the replay keys that ``SeededAugmentDataset`` sets),
+    and each teacher's record of it holds the teacher's logits on it (run
+    once here, float32, on the batch preprocessed without batch augments,
+    as the dump does).
+
+    Args:
+        model (nn.Module): The online distiller.
+        digests (dict): ``teacher -> digest`` (:func:`teacher_digests`).
+        data (dict): The batch of :func:`make_batch`; its samples get the
+            replay keys.
+        directory (str): Where the stores go, one folder per teacher.
+        epoch (int): The epoch of the views (the store's complete epoch).
+
+    Returns:
+        dict: ``teacher -> dict(dir, topk, num_classes, dtype,
+        bytes_per_sample)``.
+    """
+    samples = data['data_samples']
+    for index, sample in enumerate(samples):
+        sample.set_metainfo(
+            dict(replay_index=index, replay_epoch=epoch, replay_seed=0))
+    targets = torch.cat([sample.gt_label for sample in samples])
+    with torch.no_grad():
+        inputs = model.data_preprocessor(data, False)['inputs']
+    stores = {}
+    for name, digest in digests.items():
+        with torch.no_grad():
+            logits = teacher_forward(
+                model.teachers[name], model.teachers.inputs_for(name, inputs))
+        num_classes = logits.shape[1]
+        rec_dtype = record_dtype(
+            min(REPLAY_TOPK, num_classes), num_classes, REPLAY_DTYPE)
+        out = osp.join(directory, name)
+        os.makedirs(out)
+        records = np.memmap(epoch_file(out, epoch), dtype=rec_dtype,
+                            mode='w+', shape=(len(samples), ))
+        records[:] = encode_records(logits, targets, rec_dtype)
+        records.flush()
+        del records
+        write_manifest(out, dict(
+            format=FORMAT,
+            teacher=dict(name=name, checkpoint=None, digest=digest),
+            config=dict(file='tools/analysis/benchmark.py --replay',
+                        digest=None),
+            run=replay_facts(len(samples)), num_classes=num_classes,
+            topk=rec_dtype['logits'].shape[0], dtype=REPLAY_DTYPE,
+            versions=dict(cls_kd=cls_kd.__version__,
+                          torch=torch.__version__),
+            epochs={str(epoch): dict(complete=True)}))
+        stores[name] = dict(dir=out, topk=rec_dtype['logits'].shape[0],
+                            num_classes=num_classes, dtype=REPLAY_DTYPE,
+                            bytes_per_sample=rec_dtype.itemsize)
+    return stores
+
+
+def replay_steps(args: argparse.Namespace, cfg: Config, model: nn.Module,
+                 online: Callable, digests: Dict[str, str], data: dict,
+                 directory: str, amp: Optional[AmpChoice],
+                 device: torch.device) -> Tuple[Dict[str, Callable], dict]:
+    """``--replay``: the training steps of :data:`REPLAY_ROWS`, for
+    :func:`_timed_in_turn`.
+
+    ``student alone`` is mmpretrain's ``train_step`` of the online
+    distiller's student module (its own loss, not weighted by
+    ``student_loss_weight``) with an optimizer wrapper of the config's
+    ``optim_wrapper`` over the student's parameters only; ``online KD`` is
+    ``online`` (the config's step); ``replayed KD`` is the distiller built
+    by :func:`build_replayed` on the stores of :func:`write_replay_stores`,
+    with an optimizer wrapper of its own, set as ``model`` (precision,
+    guard, channels-last, compile).
+
+    Returns:
+        tuple: ``label -> step``, and ``teacher -> what its store holds``
+        (without its temporary directory).
+    """
+    stores = write_replay_stores(model, digests, data, directory,
+                                 args.epoch)
+    replayed = build_replayed(
+        cfg, {name: store.pop('dir') for name, store in stores.items()},
+        len(data['inputs']), args.epoch)
+    replayed.to(device)
+    replayed.train()
+    replayed.set_progress(epoch=args.epoch, iter=0)
+    if args.channels_last:
+        replayed.to(memory_format=torch.channels_last)
+    if args.compile:
+        compile_model(replayed)
+    replayed_wrapper = build_wrapper(replayed, cfg, amp, device)
+    apply_guard(replayed_wrapper, args.guard)
+    student_wrapper = build_wrapper(model.student, cfg, amp, device)
+    apply_guard(student_wrapper, args.guard)
+    steps = {
+        'student alone': lambda: model.student.train_step(
+            data, student_wrapper),
+        'online KD': online,
+        'replayed KD': lambda: replayed.train_step(data, replayed_wrapper),
+    }
+    return steps, stores
+
+
+def build_replayed(cfg: Config, stores: Dict[str, str], batch_size: int,
+                   epoch: int) -> nn.Module:
+    """The config's distiller built again with each teacher's ``outputs``
+    set to its store, from the seed of the first build (so that its random
+    teachers have the same weights, and digests, as those that wrote the
+    stores), and checked against the stores' run facts as
+    ``SeededAugmentHook`` does; a one-line error where the distiller
+    refuses to replay (its reason)."""
+    _log('Building the distiller again, replaying the stored outputs ...')
+    torch.manual_seed(0)
+    try:
+        model = build_model(cfg, stores)[0]
+        model.check_stored_outputs(replay_facts(batch_size), [epoch])
+    except DistillerConfigError as e:
+        _fail(f'--replay: {e}')
+    return model
+
+
+def replay_results(times: Dict[str, List[float]], peaks: Dict[str, int],
+                   batch_size: int, store: dict) -> dict:
+    """The ``--replay`` rows (:data:`REPLAY_ROWS`) from the seconds of
+    their timed steps (``times[label][i]`` ran in round ``i``): each row's
+    speed, its step time over the student alone's (of the means, and
+    paired: one plus the median of the rounds' differences over the median
+    student-alone step, robust to a changing load), its CUDA peak memory
+    (``peaks``, None on the CPU), and a one-line conclusion."""
+    alone = times['student alone']
+    rows = {}
+    for label in REPLAY_ROWS:
+        rows[label] = dict(
+            **_summary(times[label], batch_size),
+            vs_student=statistics.mean(times[label]) / statistics.mean(alone),
+            vs_student_paired=1 + statistics.median(
+                a - b for a, b in zip(times[label], alone)) /
+            statistics.median(alone),
+            peak_memory_mib=(peaks[label] / 2**20
+                             if label in peaks else None))
+    replayed, online = rows['replayed KD'], rows['online KD']
+    worst = max(replayed['vs_student'], replayed['vs_student_paired'])
+    conclusion = (
+        f'Replayed KD: {replayed["vs_student"]:.2f}x the student-alone step '
+        f'time (paired {replayed["vs_student_paired"]:.2f}x), online KD '
+        f'{online["vs_student"]:.2f}x (paired '
+        f'{online["vs_student_paired"]:.2f}x): '
+        f'{"within" if worst <= REPLAY_TARGET else "above"} the target '
+        f'(replayed KD at most {REPLAY_TARGET}x the student alone).')
+    return dict(rows=rows, store=store, conclusion=conclusion)
 
 
 def default_input_size(model: nn.Module) -> Tuple[int, int]:
@@ -572,6 +803,19 @@ def format_table(results: dict) -> str:
             rows.append(('reference peak', f'{ref["peak_memory_mib"]:.1f} '
                          f'MiB ({results["memory_vs_reference"]:.3f}x for '
                          f'cls_kd)'))
+    replay = results.get('replay')
+    if replay:
+        for label, row in replay['rows'].items():
+            rows.append((label, f'{row["step_ms_mean"]:.2f} ms '
+                         f'+- {row["step_ms_std"]:.2f}, '
+                         f'{row["images_per_s"]:.1f} images/s, '
+                         f'{row["vs_student"]:.3f}x student alone (paired '
+                         f'{row["vs_student_paired"]:.3f}x)'))
+        for name, info in replay['store'].items():
+            rows.append((f'store ({name})',
+                         f'top-{info["topk"]} of {info["num_classes"]} '
+                         f'classes, {info["dtype"]}, '
+                         f'{info["bytes_per_sample"]} B per sample'))
     rows += [
         ('peak memory', f'{results["peak_memory_mib"]:.1f} MiB '
          f'({results["peak_memory_kind"]})'),
@@ -624,12 +868,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
     device = resolve_device(args.device)
     amp = choose_precision(args, device)
     cfg = load_config(args)
-    cls_kd.register_all_modules(init_default_scope=False)
-    init_default_scope(cfg.get('default_scope', 'cls_kd'))
     torch.manual_seed(0)
 
     _log(f'Building the model of {args.config} ...')
     model, teacher_names = build_model(cfg)
+    if args.replay:
+        if not teacher_names:
+            _fail(f'--replay: {args.config} has no teacher (model.teacher or '
+                  f'model.teachers): there are no teacher outputs to replay.')
+        digests = teacher_digests(model, teacher_names)
     model.to(device)
     model.train()
     if hasattr(model, 'set_progress'):
@@ -670,12 +917,24 @@ def main(argv: Optional[List[str]] = None) -> dict:
         if device.type == 'cuda':
             images, labels = images.pin_memory(), labels.pin_memory()
         steps['reference'] = lambda: reference.step(images, labels)
+    replay_dir = None
+    if args.replay:
+        replay_dir = tempfile.TemporaryDirectory(prefix='cls_kd_replay_')
+        steps, store = replay_steps(args, cfg, model, steps['cls_kd'],
+                                    digests, data, replay_dir.name, amp,
+                                    device)
 
     _log(f'Timing {args.iters} training steps of {batch_size} images '
          f'({size[0]}x{size[1]}) on {device} after {args.warmup} warm-up '
          f'steps{", in turn with the reference" if reference else ""} ...')
     step_times, peaks = _timed_in_turn(steps, args.iters, args.warmup,
                                        device)
+    if replay_dir is not None:
+        replay_dir.cleanup()
+        # The config as is: the results' main row.
+        step_times['cls_kd'] = step_times['online KD']
+        if 'online KD' in peaks:
+            peaks['cls_kd'] = peaks['online KD']
     teacher_times, reference_teacher = time_teachers(
         model, teacher_names, wrapper, data, args.iters, args.warmup, device,
         reference)
@@ -729,6 +988,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             p.numel() for group in wrapper.optimizer.param_groups
             for p in group['params']),
         reference=None,
+        replay=None,
         nonfinite_guard=guard,
     )
     if args.guard == 'both':
@@ -745,8 +1005,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
         results['memory_vs_reference'] = (
             peak / ref['peak_memory_mib']
             if ref['peak_memory_mib'] else None)
+    if replay_dir is not None:
+        results['replay'] = replay_results(step_times, peaks, batch_size,
+                                           store)
     _log()
     _log(format_table(results))
+    if results['replay']:
+        _log(results['replay']['conclusion'])
     if args.out:
         out_dir = osp.dirname(osp.abspath(args.out))
         os.makedirs(out_dir, exist_ok=True)

@@ -16,17 +16,14 @@ import copy
 import logging
 from typing import List, Optional
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.logging import MMLogger
-from mmengine.registry import init_default_scope
 
-import cls_kd
+from cls_kd.apis import config_arg, load_config
 from cls_kd.models.distillers import BaseDistiller
 from cls_kd.models.distillers.summary import distiller_summary
 from cls_kd.registry import MODELS
-from cls_kd.utils import resolve_teacher_paths
-from cls_kd.utils.config_paths import config_arg
-from cls_kd.utils.inspection import teacher_specs
+from cls_kd.utils import teacher_specs
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -50,12 +47,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> str:
     """Build the config's distiller; print and return its summary."""
     args = parse_args(argv)
-    cls_kd.register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    resolve_teacher_paths(cfg)
-    init_default_scope(cfg.get('default_scope', 'cls_kd'))
+    cfg = load_config(args.config, args.cfg_options)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     if args.random_teachers:

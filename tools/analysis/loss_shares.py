@@ -49,9 +49,8 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner, load_checkpoint, set_random_seed
 
+from cls_kd.apis import config_arg, load_config
 from cls_kd.registry import MODELS
-from cls_kd.utils.config_paths import config_arg
-from cls_kd.utils.inspection import load_config
 
 __all__ = ['term_gradients', 'gradient_shares', 'default_groups',
            'analyse_model', 'main']
@@ -239,9 +238,7 @@ def format_table(title: str, shares: Dict[str, dict]) -> str:
 def main(argv: Optional[List[str]] = None) -> Dict[str, Dict[str, dict]]:
     """Print one table per checkpoint; return ``checkpoint -> shares``."""
     args = parse_args(argv)
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     set_random_seed(args.seed)  # initial weights and augmentation
     model_cfg = copy.deepcopy(cfg.model)
     if model_cfg.get('data_preprocessor') is None:

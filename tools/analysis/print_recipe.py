@@ -25,8 +25,7 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
-from cls_kd.utils.config_paths import config_arg
-from cls_kd.utils.inspection import load_config
+from cls_kd.apis import config_arg, load_config
 from cls_kd.utils.recipe import recipe_facts
 
 
@@ -47,9 +46,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def _facts(path: str, gpus: Optional[int], options=None) -> dict:
-    cfg = load_config(path)
-    if options:
-        cfg.merge_from_dict(options)
+    cfg = load_config(path, options)
     return recipe_facts(cfg, gpus=gpus)
 
 

@@ -30,9 +30,9 @@ import torch.nn as nn
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from cls_kd.utils.config_paths import config_arg
-from cls_kd.utils.inspection import (
+from cls_kd.apis import (
     build_config_models,
+    config_arg,
     config_input_size,
     forward_model,
     load_config,
@@ -140,9 +140,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, List[str]]:
         except re.error as e:
             sys.exit(f'print_taps.py: error: bad --filter {args.filter!r}: '
                      f'{e}')
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)  # no distiller summary before tables

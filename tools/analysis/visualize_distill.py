@@ -61,20 +61,11 @@ import torch
 from mmengine.config import DictAction
 from mmengine.dataset import Compose, pseudo_collate
 
-from cls_kd.models.distillers.expressions import Call, Source
-from cls_kd.models.taps import Tap, TapSet
-from cls_kd.registry import DATASETS
-from cls_kd.utils import (
-    CheckpointError,
-    extract_state_dict,
-    load_model_weights,
-)
-from cls_kd.utils.config_paths import config_arg
-from cls_kd.utils.figures import Group, Panel, draw_rows
-from cls_kd.utils.inspection import (
+from cls_kd.apis import (
     AttentionMap,
     attention_map,
     build_config_models,
+    config_arg,
     feature_map,
     feature_positions,
     forward_model,
@@ -84,8 +75,17 @@ from cls_kd.utils.inspection import (
     loss_inputs,
     loss_term,
     principal_axis,
+)
+from cls_kd.models.distillers.expressions import Call, Source
+from cls_kd.models.taps import Tap, TapSet
+from cls_kd.registry import DATASETS
+from cls_kd.utils import (
+    CheckpointError,
+    extract_state_dict,
+    load_model_weights,
     teacher_specs,
 )
+from cls_kd.utils.figures import Group, Panel, draw_rows
 
 #: Vectors up to this length are drawn as bars, longer ones as strips.
 MAX_BARS = 32
@@ -207,12 +207,12 @@ def capture(distiller, taps: List[Tap], inputs: torch.Tensor) -> dict:
         x = inputs if owner == 'student' else \
             distiller.teachers.inputs_for(owner, inputs)
         tap_set.install()
-        tap_set.enable()
         try:
-            forward_model(model, x)
+            with tap_set.recording() as captured:
+                forward_model(model, x)
         finally:
-            values.update(tap_set.collect())
             tap_set.remove()
+        values.update(captured)
     return values
 
 
@@ -547,9 +547,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         _fail('--loss draws the loss\'s own inputs: leave out --attn and '
               '--taps.')
     print(f'Loading {args.config}', flush=True)
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     specs = teacher_specs(cfg.model)
     checkpoints = _teacher_checkpoints(args.teacher_ckpt, list(specs))
     for name, spec in specs.items():

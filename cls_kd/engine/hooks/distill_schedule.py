@@ -5,7 +5,7 @@ from typing import Optional
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from cls_kd.models.distillers.errors import check_number
+from cls_kd.errors import check_number
 from cls_kd.registry import HOOKS
 
 __all__ = ['DistillScheduleHook', 'StopDistillHook', 'add_schedule_hook']
@@ -29,7 +29,7 @@ def _warn_unreachable_stages(plan, runner) -> None:
                 f'Distillation stage {i} would start at {plan.by} '
                 f'{begin + 1} (model.stages[{i - 1}].end={begin}) but '
                 f'max_{plan.by}s={limit}: it never runs. Fit the stages '
-                f'with cls_kd.utils.fit_schedulers_to_max_epochs (as '
+                f'with cls_kd.apis.fit_schedulers_to_max_epochs (as '
                 f'tools/train.py does) or shorten them.')
 
 

@@ -9,18 +9,17 @@ the last step. Every config cls_kd ships trains with it;
 ``optim_wrapper.skip_nonfinite=False`` turns it off.
 """
 import logging
-from collections import defaultdict
 from contextlib import contextmanager
-from typing import Iterable, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
-import torch.distributed as torch_dist
-from mmengine.dist import get_comm_device, get_world_size, is_distributed
+from mmengine.dist import get_comm_device, is_distributed
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
 from cls_kd.registry import OPTIM_WRAPPERS
 
+from .finite import grads_are_finite, min_over_ranks
 from .step_context import StepRecord
 
 __all__ = [
@@ -34,49 +33,6 @@ _STATE_KEY = 'nonfinite_guard'
 
 class NonFiniteStepError(RuntimeError):
     """Raised when too many optimizer steps in a row were not finite."""
-
-
-def grads_are_finite(params: Iterable[torch.Tensor],
-                     device: torch.device,
-                     exact: bool = True) -> torch.Tensor:
-    """Whether the gradients of ``params`` are all finite, without a sync.
-
-    One ``torch._foreach_norm`` per device that holds gradients; parameters
-    without a gradient are ignored. The max-norm (``exact``) is ``nan`` or
-    ``inf`` exactly when an element is. The 2-norm is too, and it is also
-    ``inf`` when it overflows on large finite gradients (elements beyond
-    about 1e19 in float32; a float16 tensor whose norm exceeds 65504), so
-    its True is certain and its False needs the exact check; but on a CPU
-    it is one vectorised pass, about 20x faster than the max-norm
-    (docs/speed.md).
-
-    Args:
-        params (Iterable[Tensor]): Parameters whose ``.grad`` to check.
-        device (torch.device): Where to put the answer.
-        exact (bool): Use the max-norm rather than the 2-norm. Defaults to
-            True.
-
-    Returns:
-        Tensor: A 0-dim bool tensor on ``device``.
-    """
-    by_device = defaultdict(list)
-    for p in params:
-        if p.grad is not None:
-            grad = p.grad._values() if p.grad.is_sparse else p.grad
-            by_device[grad.device].append(grad)
-    finite = torch.ones((), dtype=torch.bool, device=device)
-    for grads in by_device.values():
-        norms = torch._foreach_norm(grads, float('inf') if exact else 2)
-        finite &= torch.stack(norms).isfinite().all().to(device)
-    return finite
-
-
-def _min_over_ranks(flags: torch.Tensor) -> List[bool]:
-    """``flags`` reduced with MIN over all ranks, read on the host."""
-    if is_distributed() and get_world_size() > 1:
-        flags = flags.to(get_comm_device(), torch.int32)
-        torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MIN)
-    return [bool(flag) for flag in flags.tolist()]
 
 
 class NonFiniteGuardMixin:
@@ -237,11 +193,11 @@ class NonFiniteGuardMixin:
                    self._loss_finite.to(device))
         flags = torch.stack(
             [loss_ok, grads_are_finite(params, device, exact=False)])
-        loss_ok, grads_ok = _min_over_ranks(flags)
+        loss_ok, grads_ok = min_over_ranks(flags)
         if not grads_ok:
             # Every rank is here: the 2-norm overflowed or a gradient is
             # not finite on one of them; the max-norm tells which.
-            grads_ok, = _min_over_ranks(
+            grads_ok, = min_over_ranks(
                 grads_are_finite(params, device, exact=True)[None])
         return loss_ok, grads_ok
 

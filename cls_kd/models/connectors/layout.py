@@ -55,6 +55,9 @@ class TokensToMap(nn.Module):
             is square, √N × √N.
     """
 
+    #: Channels pass through unchanged (see ``connectors.widths``).
+    keeps_channels = True
+
     def __init__(self, num_prefix_tokens: int = 0, hw: Optional[Size] = None):
         super().__init__()
         if not isinstance(num_prefix_tokens, int) or num_prefix_tokens < 0:
@@ -90,6 +93,9 @@ class MapToTokens(nn.Module):
     """Flatten a map to tokens in row-major order: (B, C, H, W) ->
     (B, H·W, C), the inverse of :class:`TokensToMap` without prefix."""
 
+    #: Channels pass through unchanged (see ``connectors.widths``).
+    keeps_channels = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, H·W, C)."""
         if x.dim() != 4:
@@ -109,6 +115,9 @@ class MapResize(nn.Module):
         align_corners (bool): For ``'bilinear'`` and ``'bicubic'`` only.
             Defaults to False.
     """
+
+    #: Channels pass through unchanged (see ``connectors.widths``).
+    keeps_channels = True
 
     modes = ('bilinear', 'bicubic', 'nearest', 'area')
 
@@ -149,6 +158,9 @@ class MapPool(nn.Module):
         size (int | tuple): Output (H, W); an int means a square.
         mode (str): ``'avg'`` or ``'max'``. Defaults to ``'avg'``.
     """
+
+    #: Channels pass through unchanged (see ``connectors.widths``).
+    keeps_channels = True
 
     pools = dict(avg=F.adaptive_avg_pool2d, max=F.adaptive_max_pool2d)
 

@@ -13,6 +13,9 @@ import torch.nn.functional as F
 
 from cls_kd.registry import MODELS
 
+from ..taps import token_grid
+from .widths import MeasuredWidths, channels_of, describe_value
+
 __all__ = ['CrossAttentionProjector']
 
 HW = Tuple[int, int]
@@ -62,7 +65,7 @@ def _build_zoo() -> dict:
 
 
 @MODELS.register_module()
-class CrossAttentionProjector(nn.Module):
+class CrossAttentionProjector(MeasuredWidths, nn.Module):
     """Student feature -> teacher-like tokens by cross-attention (CAP).
 
     ``stem``: ReLU(BN(Conv3x3 C_s->C_s)) (LayerNorm over channels instead of
@@ -86,12 +89,16 @@ class CrossAttentionProjector(nn.Module):
 
     Args:
         arch (str, optional): A key of :attr:`arch_zoo`.
-        in_channels (int): Student channels C_s.
-        out_channels (int): Teacher channels C_t.
+        in_channels (int, optional): Student channels C_s; left out (None,
+            and no preset), measured on the input by the dry run.
+        out_channels (int, optional): Teacher channels C_t; left out (None,
+            and no preset), the channels of the given queries or of the
+            target a loss compares the output with.
         num_heads (int): Attention heads; must divide C_t.
         gamma (float): Logit scale factor. Defaults to 1.
-        in_size (int | tuple): Student grid (H, W) of the positional
-            embedding; inputs must have it.
+        in_size (int | tuple, optional): Student grid (H, W) of the
+            positional embedding; inputs must have it. Left out (None, and
+            no preset), measured on the input (a map, or square tokens).
         query_size (int | tuple, optional): Query grid (H_q, W_q). Needed
             for learnable queries; with given queries, checked if set.
         learnable_query (bool): Learn the queries (the TPP path's CAP);
@@ -131,37 +138,53 @@ class CrossAttentionProjector(nn.Module):
         preset.setdefault('stem_norm', 'BN')
         preset.setdefault('learnable_query', arch is None
                           or arch.endswith('-s3'))
-        missing = [k for k in ('in_channels', 'out_channels', 'num_heads',
-                               'in_size') if preset.get(k) is None]
-        if missing:
-            raise ValueError(f'CrossAttentionProjector: missing {missing} '
-                             f'(give them or an arch preset).')
-        c_s, c_t = preset['in_channels'], preset['out_channels']
-        heads, self.gamma = preset['num_heads'], float(preset['gamma'])
-        if c_t % heads:
-            raise ValueError(f'CrossAttentionProjector: num_heads={heads} '
-                             f'does not divide out_channels={c_t}.')
+        if preset.get('num_heads') is None:
+            raise ValueError('CrossAttentionProjector: missing num_heads '
+                             '(give it or an arch preset).')
+        self.num_heads, self.gamma = preset['num_heads'], float(
+            preset['gamma'])
         if self.gamma <= 0:
             raise ValueError(f'CrossAttentionProjector: gamma must be > 0, '
                              f'got {self.gamma}.')
         if preset['stem_norm'] not in ('BN', 'LN'):
             raise ValueError(f'CrossAttentionProjector: stem_norm must be '
                              f"'BN' or 'LN', got {preset['stem_norm']!r}.")
-        self.in_channels, self.out_channels, self.num_heads = c_s, c_t, heads
-        self.in_size = _pair(preset['in_size'], 'in_size')
         self.query_size = _pair(preset.get('query_size'), 'query_size')
         self.learnable_query = bool(preset['learnable_query'])
+        if self.learnable_query and self.query_size is None:
+            raise ValueError('CrossAttentionProjector: learnable queries '
+                             'need query_size=(H_q, W_q).')
         self.stem_norm_type = preset['stem_norm']
+        self.ffn_ratio = ffn_ratio
+        self._init_widths(
+            in_channels=preset.get('in_channels'),
+            out_channels=preset.get('out_channels'),
+            in_size=_pair(preset.get('in_size'), 'in_size'))
 
+    @property
+    def in_channels(self) -> Optional[int]:
+        return self._widths['in_channels']
+
+    @property
+    def out_channels(self) -> Optional[int]:
+        return self._widths['out_channels']
+
+    @property
+    def in_size(self) -> Optional[HW]:
+        return self._widths['in_size']
+
+    def _build_layers(self, in_channels: int, out_channels: int,
+                      in_size: HW) -> None:
+        c_s, c_t, heads = in_channels, out_channels, self.num_heads
+        if c_t % heads:
+            raise ValueError(f'CrossAttentionProjector: num_heads={heads} '
+                             f'does not divide out_channels={c_t}.')
         self.stem_conv = nn.Conv2d(c_s, c_s, 3, padding=1)
         self.stem_norm = nn.BatchNorm2d(c_s) \
             if self.stem_norm_type == 'BN' else nn.LayerNorm(c_s)
-        self.pos_embed = nn.Parameter(torch.zeros(1, c_s, *self.in_size))
+        self.pos_embed = nn.Parameter(torch.zeros(1, c_s, *in_size))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.learnable_query:
-            if self.query_size is None:
-                raise ValueError('CrossAttentionProjector: learnable queries '
-                                 'need query_size=(H_q, W_q).')
             # N(0, 1), as an nn.Embedding (the published projector's).
             self.query = nn.Parameter(
                 torch.randn(math.prod(self.query_size), c_t))
@@ -174,8 +197,29 @@ class CrossAttentionProjector(nn.Module):
         self.proj = nn.Linear(c_t, c_t)
         self.norm = nn.LayerNorm(c_t)
         self.ffn = nn.Sequential(
-            nn.Linear(c_t, ffn_ratio * c_t), nn.ReLU(inplace=True),
-            nn.Linear(ffn_ratio * c_t, c_t))
+            nn.Linear(c_t, self.ffn_ratio * c_t), nn.ReLU(inplace=True),
+            nn.Linear(self.ffn_ratio * c_t, c_t))
+
+    def measure_widths(self, inputs, target) -> dict:
+        x = inputs[0]
+        if torch.is_tensor(x) and x.dim() == 4:
+            widths = dict(in_channels=x.shape[1], in_size=tuple(x.shape[2:]))
+        elif torch.is_tensor(x) and x.dim() == 3:
+            n, written = x.shape[1], self.in_size
+            # Tokens do not tell a non-square grid: a written one that
+            # holds as many tokens stands.
+            grid = written if written and math.prod(written) == n else \
+                token_grid(n, None, 'CrossAttentionProjector', 'in_size')
+            widths = dict(in_channels=x.shape[2], in_size=grid)
+        else:
+            raise ValueError(f'its input is neither a map (B, C, H, W) nor '
+                             f'tokens (B, H*W, C): {describe_value(x)}')
+        query = inputs[1] if len(inputs) > 1 else None
+        if query is not None:
+            widths['out_channels'] = channels_of(query, 'its query')
+        elif target is not None:
+            widths['out_channels'] = channels_of(target, 'its target')
+        return widths
 
     def _student_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Student map (B, C_s, H, W) or tokens (B, H*W, C_s) -> stem output
@@ -222,6 +266,7 @@ class CrossAttentionProjector(nn.Module):
                 query: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x: student map or tokens; query: (B, N_q, C_t) tokens or a map,
         only without learnable queries. Returns (B, N_q, C_t) tokens."""
+        self._check_settled()
         tokens = self._student_tokens(x)
         b, n_k = tokens.shape[:2]
         queries = F.relu(self.query_proj(self._queries(query, b)))
@@ -239,6 +284,8 @@ class CrossAttentionProjector(nn.Module):
         return out + self.ffn(out)
 
     def extra_repr(self) -> str:
+        if self.pending_widths:
+            return f'widths to measure: {self.pending_widths}'
         return (f'{self.in_channels}x{self.in_size[0]}x{self.in_size[1]} -> '
                 f'{self.out_channels}, heads={self.num_heads}, '
                 f'gamma={self.gamma}, query='

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from cls_kd.registry import MODELS
 
 from ..taps import token_grid
+from .widths import MeasuredWidths, channels_last, channels_of
 
 __all__ = ['ViTKDGenerator', 'TokenGridResize', 'random_masking']
 
@@ -47,7 +48,7 @@ def random_masking(batch: int,
 
 
 @MODELS.register_module()
-class ViTKDGenerator(nn.Module):
+class ViTKDGenerator(MeasuredWidths, nn.Module):
     """ViTKD's generation branch for the deepest student tokens.
 
     Projects the student tokens to the teacher's width, replaces a random
@@ -56,8 +57,10 @@ class ViTKDGenerator(nn.Module):
     Conv3×3 → ReLU → Conv3×3.
 
     Args:
-        in_channels (int): Student width D_s.
-        out_channels (int): Teacher width D_t.
+        in_channels (int, optional): Student width D_s; left out (None),
+            measured on the input tokens by the dry run.
+        out_channels (int, optional): Teacher width D_t; left out (None),
+            that of the target a loss compares ``preds`` with.
         mask_ratio (float): λ. Defaults to 0.5.
         grid_size (tuple, optional): (H, W) of the token grid; by default
             the grid is square, √N × √N.
@@ -66,8 +69,8 @@ class ViTKDGenerator(nn.Module):
     """
 
     def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
+                 in_channels: Optional[int] = None,
+                 out_channels: Optional[int] = None,
                  mask_ratio: float = 0.5,
                  grid_size: Optional[Sequence[int]] = None,
                  identity_if_equal: bool = True):
@@ -75,10 +78,17 @@ class ViTKDGenerator(nn.Module):
         if not 0 < mask_ratio < 1:
             raise ValueError(f'mask_ratio must be in (0, 1), got '
                              f'{mask_ratio!r}')
-        self.in_channels = in_channels
         self.mask_ratio = mask_ratio
         self.grid_size = grid_size
-        if in_channels == out_channels and identity_if_equal:
+        self.identity_if_equal = identity_if_equal
+        self._init_widths(in_channels=in_channels, out_channels=out_channels)
+
+    @property
+    def in_channels(self) -> Optional[int]:
+        return self._widths['in_channels']
+
+    def _build_layers(self, in_channels: int, out_channels: int) -> None:
+        if in_channels == out_channels and self.identity_if_equal:
             self.align = nn.Identity()
         else:
             self.align = nn.Linear(in_channels, out_channels)
@@ -87,6 +97,12 @@ class ViTKDGenerator(nn.Module):
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1))
+
+    def measure_widths(self, inputs, target) -> dict:
+        widths = dict(in_channels=channels_last(inputs[0], 'its input'))
+        if target is not None:
+            widths['out_channels'] = channels_of(target, 'its target')
+        return widths
 
     def forward(self,
                 x: torch.Tensor,
@@ -101,6 +117,7 @@ class ViTKDGenerator(nn.Module):
             dict: ``preds`` (B, N, D_t), the generated tokens, and ``mask``
             (B, N), 1 where a token was masked, 0 where it was kept.
         """
+        self._check_settled()
         if x.dim() != 3 or x.shape[-1] != self.in_channels:
             raise ValueError(f'ViTKDGenerator expects patch tokens (B, N, '
                              f'{self.in_channels}), got {tuple(x.shape)}.')
@@ -134,6 +151,9 @@ class TokenGridResize(nn.Module):
         mode (str): ``F.interpolate`` mode. Defaults to ``'bilinear'``.
         align_corners (bool): Defaults to False.
     """
+
+    #: Channels pass through unchanged (see ``connectors.widths``).
+    keeps_channels = True
 
     def __init__(self, mode: str = 'bilinear', align_corners: bool = False):
         super().__init__()

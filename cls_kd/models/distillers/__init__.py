@@ -1,6 +1,7 @@
+from cls_kd.errors import DistillerConfigError
+
 from .base import BaseDistiller
 from .classification import ClassificationDistiller
-from .errors import DistillerConfigError
 from .label_free import LabelFreeDistiller
 
 __all__ = [

@@ -2,57 +2,34 @@
 loss terms, with schedules and a build-time dry run. Task-specific
 distillers (classification, label-free, your own) are thin subclasses."""
 import copy
-import logging
-from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.logging import print_log
 from mmengine.model import BaseModel
 
+from cls_kd.errors import DistillerConfigError
 from cls_kd.registry import MODELS
 from cls_kd.utils import cast_numpy_scalars, load_plain_student_hook
-from cls_kd.utils.compile import compile_classifier_parts
 
-from ..connectors.teacher_part import TeacherAccess
-from ..taps import StopForward
+from ..teachers import (
+    FrozenTeachersMixin,
+    TeacherSet,
+    bind_teacher_part,
+    resolve_input_size,
+    run_teacher,
+    run_teachers,
+    stored_teacher_outputs,
+)
 from .captures import Captures
-from .errors import DistillerConfigError, message_with_notes
+from .compiling import compile_parts
+from .connector_widths import require_written_widths, settling_widths
+from .dry_run import dry_run
 from .schedule import Progress, StagePlan, active_terms, needs_progress
-from .stored_outputs import stored_teacher_outputs
 from .summary import log_distiller_summary
-from .teacher import FrozenTeachersMixin, TeacherSet, resolve_input_size
-from .wiring import LossWiring, touch
+from .wiring import LossWiring, idle_term
 
-__all__ = ['BaseDistiller', 'teacher_forward']
-
-
-def teacher_forward(teacher: nn.Module, x: torch.Tensor):
-    """A teacher's output: logits of an mmpretrain model, or whatever a
-    bare module returns."""
-    return teacher(x, mode='tensor') if isinstance(teacher,
-                                                   BaseModel) else teacher(x)
-
-
-def _teacher_taps_only(teacher: nn.Module, x: torch.Tensor) -> None:
-    """Run a teacher for its taps only (compiled: the layers after the last
-    tap are dead code)."""
-    teacher_forward(teacher, x)
-
-
-def _warn_unread_taps(taps: Dict[str, str], terms) -> None:
-    """Warn about taps that no loss input reads: they would be captured
-    every step for nothing."""
-    read = set().union(*(term.sources() for term in terms))
-    unread = sorted(set(taps) - read)
-    if unread:
-        print_log(
-            f'Taps {unread} are read by no loss: they are captured at every '
-            f'step for nothing. Remove them from model.taps, or read them in '
-            f"a loss's inputs.",
-            logger='current',
-            level=logging.WARNING)
+__all__ = ['BaseDistiller']
 
 
 class BaseDistiller(FrozenTeachersMixin, BaseModel):
@@ -87,7 +64,8 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
             the teacher size check. Defaults to the student's patch
             embedding size, else a teacher's, else 224.
         dry_run (bool): Run a dummy batch at build time so that wrong paths,
-            inputs and shapes fail before training. Defaults to True.
+            inputs and shapes fail before training, and connector widths
+            left out are measured. Defaults to True.
         data_preprocessor (dict, optional): The student's preprocessor when
             its config has none (the Runner passes the top-level one).
         init_cfg (dict, optional): Unused, for mmengine compatibility.
@@ -122,12 +100,9 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
             raise DistillerConfigError('Give either teacher or teachers.')
         specs = dict(teacher=teacher) if teacher is not None else dict(
             teachers or {})
-        try:
-            # A plain attribute: not registered as submodules on purpose.
-            self.__dict__['teachers'] = TeacherSet(
-                specs, self.data_preprocessor, self.reserved_names())
-        except ValueError as e:
-            raise DistillerConfigError(str(e)) from None
+        # A plain attribute: not registered as submodules on purpose.
+        self.__dict__['teachers'] = TeacherSet(specs, self.data_preprocessor,
+                                               self.reserved_names())
         models = {'student': self.student, **dict(self.teachers.items())}
         self.captures = Captures(
             taps or {}, models,
@@ -143,11 +118,8 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         self.__dict__['stored'] = stored_teacher_outputs(
             specs, self.teachers, self.captures, self.wiring.terms,
             self.connectors)
-        _warn_unread_taps(self.captures.owner, self.wiring.terms)
-        try:
-            self.stage_plan = StagePlan(stages, self.wiring.names)
-        except ValueError as e:
-            raise DistillerConfigError(str(e)) from None
+        self.captures.warn_unread(self.wiring.terms)
+        self.stage_plan = StagePlan(stages, self.wiring.names)
         self._term_teachers = {
             term.name: self.captures.teachers_read(term.sources(),
                                                    self.teachers.first)
@@ -161,7 +133,12 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
             input_size, [self.student, *self.teachers.values()])
         self._install_taps()
         if dry_run:
-            self._dry_run()
+            # Connector widths left out are measured (and written ones
+            # checked) by the dry run: connectors.widths.
+            with settling_widths(self.wiring):
+                self._dry_run()
+        else:
+            require_written_widths(self.connectors, 'dry_run=False')
         log_distiller_summary(self)
 
     # ------------------------------------------------- subclass interface
@@ -195,17 +172,7 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
     # -------------------------------------------------------------- build
     def _build_connector(self, name: str, cfg: dict) -> nn.Module:
         connector = MODELS.build(cfg)
-        if isinstance(connector, TeacherAccess):
-            if connector.teacher_name not in self.teachers:
-                raise DistillerConfigError(
-                    f'Connector {name!r} runs teacher '
-                    f'{connector.teacher_name!r}; teachers: '
-                    f'{sorted(self.teachers)}.')
-            try:
-                connector.bind_teacher(self.teachers[connector.teacher_name])
-            except (KeyError, TypeError, ValueError) as e:
-                raise DistillerConfigError(
-                    f'Connector {name!r}: {e}') from None
+        bind_teacher_part(name, connector, self.teachers)
         return connector
 
     def _sources(self) -> set:
@@ -224,48 +191,9 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
 
     # ------------------------------------------------------------ compile
     def compile_parts(self, **kwargs) -> List[str]:
-        """``torch.compile`` what a training step runs, in place.
-
-        Compiled: the student's backbone, neck and head (or the student
-        itself if it has none of them), every connector and loss module
-        (:meth:`torch.nn.Module.compile`: names and state dicts unchanged),
-        and each teacher's forward twice over, once returning its output
-        and once returning nothing, so that a step that reads only a
-        teacher's taps lets the compiler drop the layers after its last tap
-        (the eager early stop raises :class:`StopForward`, which would break
-        the graph). Taps stay forward hooks: they are traced into the
-        graphs. Teachers run under ``no_grad`` and the step's autocast, as
-        in eager mode. The supervised loss, the wiring and the optimizer
-        stay eager.
-
-        Args:
-            **kwargs: Options of :func:`torch.compile` (e.g. ``mode``).
-
-        Returns:
-            list[str]: Names of the compiled parts.
-        """
-        names = [
-            f'student.{name}'
-            for name in compile_classifier_parts(self.student, **kwargs)
-        ]
-        if not names:  # a bare backbone
-            self.student.compile(**kwargs)
-            names.append('student')
-        for name, module in [
-            *((f'connectors.{n}', m) for n, m in self.connectors.items()),
-            *((f'losses.{n}', m) for n, m in self.losses.items()),
-        ]:
-            module.compile(**kwargs)
-            names.append(name)
-        for name, teacher in self.teachers.items():
-            self._compiled_teachers[name] = {
-                True: torch.compile(partial(teacher_forward, teacher),
-                                    **kwargs),
-                False: torch.compile(partial(_teacher_taps_only, teacher),
-                                     **kwargs),
-            }
-            names.append(f'teachers[{name!r}]')
-        return names
+        """``torch.compile`` what a training step runs, in place; the names
+        of the compiled parts (see :func:`.compiling.compile_parts`)."""
+        return compile_parts(self, **kwargs)
 
     # ----------------------------------------------------------- schedule
     def set_progress(self, epoch: int, iter: int) -> None:
@@ -300,41 +228,12 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
     # ------------------------------------------------------------ running
     def _run_teacher(self, name: str, inputs: torch.Tensor,
                      read_output: bool, record: bool = False) -> dict:
-        taps = self.captures.teachers[name]
-        teacher = self.teachers[name]
-        x = self.teachers.inputs_for(name, inputs)
-        compiled = None if record else self._compiled_teachers.get(name)
-        if compiled is not None:
-            # The compiled forward that returns nothing lets the compiler
-            # drop what comes after the last tap: no StopForward needed.
-            taps.disarm()
-        elif not record:
-            # Stop after the last tap (order recorded by the dry run) when
-            # no active term reads the teacher's output.
-            (taps.disarm if read_output else taps.stop_after_last_fired)()
-        out = None
-        taps.enable(record=record)
-        try:
-            with torch.no_grad():
-                out = (compiled[read_output](x) if compiled is not None
-                       else teacher_forward(teacher, x))
-        except StopForward:
-            pass
-        finally:
-            captured = taps.collect()
-        if read_output:
-            captured[f'logits_{name}'] = out
-        return captured
-
-    def _stored_logits(self, name: str, inputs: torch.Tensor, data_samples,
-                       dry: bool) -> torch.Tensor:
-        """Teacher ``name``'s stored logits of this batch (zeros in the
-        dry run, whose samples are no seeded views)."""
-        store = self.stored[name]
-        if dry:
-            return inputs.new_zeros(len(inputs), store.num_classes)
-        epoch = self.progress.epoch if self.progress is not None else None
-        return store.read(data_samples, inputs.device, epoch)
+        """Teacher ``name``'s captures (and output) on the student's batch
+        (see :func:`cls_kd.models.teachers.run_teacher`)."""
+        return run_teacher(name, self.teachers[name],
+                           self.teachers.inputs_for(name, inputs),
+                           self.captures.teachers[name], read_output, record,
+                           self._compiled_teachers.get(name))
 
     def check_stored_outputs(self, facts: dict, epochs=()) -> None:
         """Refuse stored teacher outputs dumped for other views or batches
@@ -362,23 +261,6 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         raise KeyError(f'Source {name!r} was not produced in this step '
                        f'(is its tap\'s module run by the forward?).')
 
-    def _idle_term(self, student_values: dict) -> torch.Tensor:
-        """Zero touching every connector/loss parameter and student tap, so
-        that DDP sees all of them used while some terms are off."""
-        if self._idle_params is None:
-            self._idle_params = [
-                p for p in [*self.connectors.parameters(),
-                            *self.losses.parameters()] if p.requires_grad
-            ]
-        terms = [
-            v.sum() * 0.0 for value in student_values.values()
-            for v in (value if isinstance(value, list) else [value])
-            if torch.is_tensor(v) and v.requires_grad
-        ]
-        if self._idle_params:
-            terms.append(touch(self._idle_params))
-        return sum(terms) if terms else None
-
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
         """Teacher(s) and student forward, then the active loss terms.
 
@@ -397,31 +279,13 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
               record: Optional[dict] = None) -> dict:
         """``record`` (dry run): filled with each run teacher's captures,
         run in full with the firing order of its taps recorded."""
-        read = self.teachers_to_run(active)
-        values = {}
-        if read:
-            try:
-                self.teachers.check_input(inputs)
-            except ValueError as e:
-                raise DistillerConfigError(str(e)) from None
-        for name in self.teachers:
-            if name in read:
-                if name in self.stored:
-                    captured = {f'logits_{name}': self._stored_logits(
-                        name, inputs, data_samples, record is not None)}
-                else:
-                    captured = self._run_teacher(name, inputs, read[name],
-                                                 record=record is not None)
-                if record is not None:
-                    record[name] = captured
-                values.update(captured)
-        if f'logits_{self.teachers.first}' in values:
-            values['logits_t'] = values[f'logits_{self.teachers.first}']
-        self.captures.student.enable()
-        try:
+        epoch = self.progress.epoch if self.progress is not None else None
+        values = run_teachers(
+            self.teachers, self.teachers_to_run(active), inputs,
+            self.captures.teachers, self.stored, self._compiled_teachers,
+            data_samples, epoch, record)
+        with self.captures.student.recording() as student_values:
             outputs = self.forward_student(inputs)
-        finally:
-            student_values = self.captures.student.collect()
         losses = self.supervised_losses(outputs, data_samples,
                                         self.current_stage())
         values.update(student_values)
@@ -430,7 +294,12 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
         if active:
             losses.update(self.distill_losses(values, data_samples))
         if len(active) < len(self.wiring.terms):
-            idle = self._idle_term(student_values)
+            if self._idle_params is None:
+                self._idle_params = [
+                    p for p in [*self.connectors.parameters(),
+                                *self.losses.parameters()] if p.requires_grad
+                ]
+            idle = idle_term(self._idle_params, student_values)
             if idle is not None:
                 first = next(iter(losses), 'loss_idle')
                 losses[first] = losses[first] + idle if first in losses \
@@ -452,40 +321,6 @@ class BaseDistiller(FrozenTeachersMixin, BaseModel):
 
     # ------------------------------------------------------------ dry run
     def _dry_run(self):
-        """One dummy batch through every loss term: wrong tap paths and
-        selectors, loss inputs and shapes become a
-        :class:`DistillerConfigError` now. Also records the order in which
-        teacher taps fire, so that a teacher whose output no term reads
-        stops after its last tapped module, and the shapes every tap
-        captures (for the summary)."""
-        inputs, data_samples = self.dummy_batch()
-        modes = {m: m.training for m in self.modules()}
-        self.eval()
-        try:
-            with torch.no_grad():
-                recorded = {}
-                self._loss(inputs, data_samples, self.active_terms(True),
-                           recorded)
-                for name in self.teachers:  # one pass per teacher
-                    self.captures.note_shapes(recorded.get(name) or (
-                        self._run_teacher(name, inputs, False, record=True)))
-                self.captures.record_student(
-                    lambda: self.forward_student(inputs))
-        except Exception as e:
-            if isinstance(e, torch.OutOfMemoryError):
-                raise
-            prefix = 'Dry run of the distiller at build time'
-            if not isinstance(e, DistillerConfigError):
-                prefix += (f' failed on a {self.input_size[0]}x'
-                           f'{self.input_size[1]} batch (set input_size if '
-                           f'that is not the training size)')
-            raise DistillerConfigError(
-                f'{prefix}: {message_with_notes(e)}') from e
-        finally:
-            for module, training in modes.items():
-                module.training = training
-        for name, taps in self.captures.teachers.items():
-            if taps.unfired():
-                raise DistillerConfigError(
-                    f'Teacher {name!r}: taps {taps.unfired()} never fired in '
-                    f'a forward pass (is the module used?).')
+        """One dummy batch through every loss term at build time (see
+        :func:`.dry_run.dry_run`)."""
+        dry_run(self)

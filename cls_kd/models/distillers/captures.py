@@ -1,10 +1,13 @@
 """The taps of a distiller, grouped by the model they capture from."""
+import logging
 from typing import Callable, Dict
 
 import torch.nn as nn
+from mmengine.logging import print_log
+
+from cls_kd.errors import DistillerConfigError, describe
 
 from ..taps import Tap, TapSet
-from .errors import DistillerConfigError, describe
 
 __all__ = ['Captures']
 
@@ -71,11 +74,9 @@ class Captures:
     def record_student(self, forward: Callable[[], object]) -> None:
         """Run ``forward`` (a student forward) with the student's taps on and
         note the shapes they capture."""
-        self.student.enable()
-        try:
+        with self.student.recording() as captured:
             forward()
-        finally:
-            self.note_shapes(self.student.collect())
+        self.note_shapes(captured)
 
     def teachers_read(self, sources: set, first_teacher) -> Dict[str, bool]:
         """``teacher -> whether its output (logits) is read`` for every
@@ -90,3 +91,16 @@ class Captures:
             elif name.startswith('logits_') and name[7:] in self.teachers:
                 read[name[7:]] = True
         return read
+
+    def warn_unread(self, terms) -> None:
+        """Warn about taps that no loss term reads: they would be captured
+        every step for nothing."""
+        read = set().union(*(term.sources() for term in terms))
+        unread = sorted(set(self.owner) - read)
+        if unread:
+            print_log(
+                f'Taps {unread} are read by no loss: they are captured at '
+                f'every step for nothing. Remove them from model.taps, or '
+                f"read them in a loss's inputs.",
+                logger='current',
+                level=logging.WARNING)

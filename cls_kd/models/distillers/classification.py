@@ -7,11 +7,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.structures import DataSample
 
+from cls_kd.errors import DistillerConfigError, check_number
 from cls_kd.registry import MODELS
 
+from ..teachers import TeacherValScores
 from .base import BaseDistiller
-from .errors import DistillerConfigError, check_number
-from .val_teacher import TeacherValScores
 
 __all__ = [
     'ClassificationDistiller', 'student_kind', 'student_num_classes',

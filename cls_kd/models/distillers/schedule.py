@@ -21,7 +21,7 @@ Every number is checked when the distiller is built: factors, ``gamma`` and
 weights are finite and >= 0, positions (``begin``, ``end``, ``milestones``)
 finite and >= 0, a warm-up ``length`` and a stage ``end`` integers >= 1.
 A stage that starts at or after ``max_epochs`` is fitted away by
-``tools/train.py`` (:func:`cls_kd.utils.fit_schedulers_to_max_epochs`).
+``tools/train.py`` (:func:`cls_kd.apis.fit_schedulers_to_max_epochs`).
 
 A term whose factor is 0 is not computed and not logged; a teacher no
 active term reads is not run.
@@ -29,7 +29,7 @@ active term reads is not run.
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .errors import DistillerConfigError, check_number
+from cls_kd.errors import DistillerConfigError, check_number
 
 __all__ = [
     'Progress', 'WeightSchedule', 'Stage', 'StagePlan', 'active_terms',
@@ -53,7 +53,8 @@ class Progress:
 def _by(spec: dict, what: str) -> str:
     by = spec.pop('by', 'epoch')
     if by not in _BY:
-        raise ValueError(f'{what}: by must be "epoch" or "iter", got {by!r}.')
+        raise DistillerConfigError(
+            f'{what}: by must be "epoch" or "iter", got {by!r}.')
     return by
 
 
@@ -102,7 +103,7 @@ class WeightSchedule:
             by = _by(spec, f'Loss {name!r} warmup')
             length = spec.pop('length', 0)
             if spec:
-                raise ValueError(f'Loss {name!r}: warmup must be '
+                raise DistillerConfigError(f'Loss {name!r}: warmup must be '
                                  f'dict(by="epoch"|"iter", length=N>=1).')
             check_number(f'model.losses.{name}.warmup.length', length,
                          low=1, integer=True)
@@ -120,21 +121,24 @@ class WeightSchedule:
     def _parse(name: str, spec: dict, key: str):
         kind = spec.pop('type', None)
         if kind not in _KINDS:
-            raise ValueError(f'Loss {name!r}: schedule type must be one of '
-                             f'{sorted(_KINDS)}, got {kind!r}.')
+            raise DistillerConfigError(
+                f'Loss {name!r}: schedule type must be one of '
+                f'{sorted(_KINDS)}, got {kind!r}.')
         by = _by(spec, f'Loss {name!r} schedule')
         fn, defaults = _KINDS[kind]
         unknown = set(spec) - set(defaults)
         if unknown:
-            raise ValueError(f'Loss {name!r}: schedule {kind!r} takes '
-                             f'{sorted(defaults)} (and by), not '
-                             f'{sorted(unknown)}.')
+            raise DistillerConfigError(
+                f'Loss {name!r}: schedule {kind!r} takes '
+                f'{sorted(defaults)} (and by), not '
+                f'{sorted(unknown)}.')
         args = {**defaults, **spec}
         if kind == 'linear' and args['end'] is None:
-            raise ValueError(f'Loss {name!r}: a linear schedule needs '
-                             f'end > begin.')
+            raise DistillerConfigError(
+                f'Loss {name!r}: a linear schedule needs '
+                f'end > begin.')
         if kind == 'step' and not args['milestones']:
-            raise ValueError(f'Loss {name!r}: a step schedule needs '
+            raise DistillerConfigError(f'Loss {name!r}: a step schedule needs '
                              f'milestones.')
         # Positions, factors and gamma alike: finite and >= 0.
         for arg, value in args.items():
@@ -185,29 +189,33 @@ class StagePlan:
         specs = [dict(s) for s in stages or [{}]]
         bys = {s.pop('by') for s in specs if 'by' in s}
         if len(bys) > 1 or not bys <= set(_BY):
-            raise ValueError(f'model.stages: all stages count in one unit, '
-                             f'"epoch" or "iter"; got {sorted(bys)}.')
+            raise DistillerConfigError(
+                f'model.stages: all stages count in one unit, '
+                f'"epoch" or "iter"; got {sorted(bys)}.')
         self.by = bys.pop() if bys else 'epoch'
         previous = None
         for i, spec in enumerate(specs):
             end = spec.pop('end', None)
             last = i == len(specs) - 1
             if (end is None) != last:
-                raise ValueError('model.stages: every stage but the last '
-                                 'needs an "end"; the last has none.')
+                raise DistillerConfigError(
+                    'model.stages: every stage but the last '
+                    'needs an "end"; the last has none.')
             if end is not None:
                 check_number(f'model.stages[{i}].end', end, low=1,
                              integer=True)
             if end is not None and previous is not None and end <= previous:
-                raise ValueError(f'model.stages: ends must increase, got '
-                                 f'{end} after {previous}.')
+                raise DistillerConfigError(
+                    f'model.stages: ends must increase, got '
+                    f'{end} after {previous}.')
             previous = end
             losses = spec.pop('losses', None)
             if losses is not None:
                 unknown = sorted(set(losses) - set(loss_names))
                 if unknown:
-                    raise ValueError(f'model.stages[{i}]: no loss {unknown}; '
-                                     f'losses: {sorted(loss_names)}.')
+                    raise DistillerConfigError(
+                        f'model.stages[{i}]: no loss {unknown}; '
+                        f'losses: {sorted(loss_names)}.')
                 losses = tuple(losses)
             if not isinstance(spec.get('distill', True), bool):
                 raise DistillerConfigError(
@@ -219,7 +227,7 @@ class StagePlan:
             try:
                 self.stages.append(Stage(end=end, losses=losses, **spec))
             except TypeError:
-                raise ValueError(
+                raise DistillerConfigError(
                     f'model.stages[{i}] takes by, end, distill, losses, '
                     f'student_loss_weight; got {sorted(spec)}.') from None
 
@@ -236,8 +244,9 @@ class StagePlan:
         :class:`StopDistillHook` asks for); earlier stages keep their
         settings up to that epoch."""
         if self.by != 'epoch' and len(self.stages) > 1:
-            raise ValueError('StopDistillHook counts epochs but the stages '
-                             'count iterations; put the stop in the stages.')
+            raise DistillerConfigError(
+                'StopDistillHook counts epochs but the stages '
+                'count iterations; put the stop in the stages.')
         kept = [s for s in self.stages if s.end is not None and
                 s.end < stop_epoch]
         current = self.stages[len(kept)]

@@ -9,12 +9,13 @@ by every term that reads it.
 """
 import inspect
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Set, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from .errors import DistillerConfigError, add_context, describe
+from cls_kd.errors import DistillerConfigError, add_context, describe
+
 from .expressions import Call, Expression, Source, parse_expression, walk
 from .schedule import WeightSchedule
 
@@ -74,12 +75,19 @@ class LossWiring:
         sources (set[str]): Names a plain input may refer to.
         connectors (nn.ModuleDict): The distiller's connectors.
         build (callable): Builds a loss module from its config.
+
+    Attributes:
+        before_call (callable, optional): Called as ``before_call(call,
+            args, evaluate)`` before each connector call of
+            :meth:`evaluate`; set only in the build-time dry run (see
+            :func:`~.connector_widths.settling_widths`).
     """
 
     def __init__(self, losses: Dict[str, dict], sources: Set[str],
                  connectors: nn.ModuleDict, build: Callable):
         self.sources = set(sources)
         self.connectors = connectors
+        self.before_call: Optional[Callable] = None
         self.terms = [
             self._parse(name, dict(cfg), build)
             for name, cfg in (losses or {}).items()
@@ -91,11 +99,8 @@ class LossWiring:
                 f'Loss name {name!r} must start with "loss" (mmengine only '
                 f'sums and logs such entries).')
         inputs = cfg.pop('inputs', None)
-        try:
-            schedule = WeightSchedule(name, cfg.pop('warmup', None),
-                                      cfg.pop('schedule', None))
-        except ValueError as e:
-            raise DistillerConfigError(str(e)) from None
+        schedule = WeightSchedule(name, cfg.pop('warmup', None),
+                                  cfg.pop('schedule', None))
         if not isinstance(inputs, dict) or not inputs:
             raise DistillerConfigError(
                 f'Loss {name!r} needs inputs=dict(<forward argument>='
@@ -162,6 +167,8 @@ class LossWiring:
             call = Call(expr.connector, expr.args)
             if call not in cache:
                 args = [evaluate(a) for a in expr.args]
+                if self.before_call is not None:
+                    self.before_call(call, args, evaluate)
                 try:
                     cache[call] = self.connectors[expr.connector](*args)
                 except Exception as e:
@@ -211,3 +218,17 @@ def touch(params: List[torch.Tensor]) -> torch.Tensor:
     terms that normally use them are off -- one autograd node, no Python
     work per parameter in the step."""
     return _Touch.apply(*params)
+
+
+def idle_term(params: List[torch.Tensor], student_values: dict):
+    """A zero touching every parameter of ``params`` (the connectors' and
+    losses') and every student tap value that needs grad, so that DDP sees
+    all of them used while some terms are off; None if there is none."""
+    terms = [
+        v.sum() * 0.0 for value in student_values.values()
+        for v in (value if isinstance(value, list) else [value])
+        if torch.is_tensor(v) and v.requires_grad
+    ]
+    if params:
+        terms.append(touch(params))
+    return sum(terms) if terms else None

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cls_kd.errors import check_number
 from cls_kd.registry import MODELS
 
-from ..distillers.errors import check_number
 from .feature import (
     Features,
     _as_list,

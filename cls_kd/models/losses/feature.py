@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cls_kd.errors import check_number
 from cls_kd.registry import MODELS
-
-from ..distillers.errors import check_number
 
 __all__ = [
     'FeatureMSELoss', 'FeatureL1Loss', 'FeatureCosineLoss',

@@ -2,9 +2,9 @@
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cls_kd.errors import check_number
 from cls_kd.registry import MODELS
 
-from ..distillers.errors import check_number
 from .utils import check_logits_shapes
 
 FORMS = ('kl', 'soft_ce')

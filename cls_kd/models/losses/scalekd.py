@@ -6,9 +6,9 @@ Excellent Teachers", NeurIPS 2024.
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cls_kd.errors import check_number
 from cls_kd.registry import MODELS
 
-from ..distillers.errors import check_number
 from .feature import check_feature_pair
 
 __all__ = ['DualViewMimicLoss', 'dual_view_mimic_loss', 'remove_direct']

@@ -11,9 +11,8 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from cls_kd.errors import check_number
 from cls_kd.registry import MODELS
-
-from ..distillers.errors import check_number
 
 __all__ = [
     'ViTKDMimicLoss', 'ViTKDGenerationLoss', 'vitkd_mimic_loss',

@@ -2,6 +2,7 @@
 import difflib
 import inspect
 import re
+from contextlib import contextmanager
 from functools import partial
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -182,6 +183,9 @@ class TapSet:
     per tapped module. A multi-module tap stores ``{index: value}`` until
     :meth:`collect` turns it into a list.
 
+    :meth:`recording` is the usual way in: a context manager that enables,
+    collects into the dict it yields, and ends a stopped forward.
+
     A recorded run (``enable(record=True)``) lists the ``(tap name, module
     index)`` of every hook call in :attr:`fired`, from which
     :meth:`unfired` and :meth:`stop_after_last_fired` work.
@@ -194,7 +198,7 @@ class TapSet:
         self.taps = list(taps)
         self.store: Dict[str, object] = {}
         self.enabled = False
-        self.recording = False
+        self.keep_order = False  # fill `fired` (a recorded run)
         self.fired: List[Tuple[str, int]] = []
         self._handles = []
         # (tap name, module index) of the armed hook and how many of its
@@ -233,7 +237,7 @@ class TapSet:
             self.store.setdefault(tap.name, {})[index] = value
         else:
             self.store[tap.name] = value
-        if self.recording:
+        if self.keep_order:
             self.fired.append((tap.name, index))
         if self._stop_at == (tap.name, index):
             self._calls_left -= 1
@@ -250,7 +254,7 @@ class TapSet:
         """
         self.store.clear()
         self.enabled = True
-        self.recording = record
+        self.keep_order = record
         if record:
             self.fired = []
             self.disarm()
@@ -272,8 +276,31 @@ class TapSet:
             captured[tap.name] = value
         self.store.clear()
         self.enabled = False
-        self.recording = False
+        self.keep_order = False
         return captured
+
+    @contextmanager
+    def recording(self, record: bool = False):
+        """Capture during the block; yields the dict that receives the
+        captures (:meth:`collect`) when the block ends, however it ends. A
+        :class:`StopForward` raised by the armed stop ends the block and is
+        swallowed: it is how a stopped forward finishes::
+
+            with taps.recording() as captured:
+                teacher(x)
+            use(captured['feat'])
+
+        Args:
+            record (bool): As in :meth:`enable`.
+        """
+        captured: Dict[str, object] = {}
+        self.enable(record=record)
+        try:
+            yield captured
+        except StopForward:
+            pass
+        finally:
+            captured.update(self.collect())
 
     def unfired(self) -> List[str]:
         """``'tap name:module path'`` of the tapped modules that did not fire

@@ -18,8 +18,7 @@
 #   teacher  eval mode, frozen (as the official code: see model.teacher).
 #   eval     k-NN (k = 20, T = 0.07) on the student's class token after its
 #            final norm, bank = the labelled train split.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
-default_scope = 'cls_kd'
+_base_ = ['../in1k_runtime.py']
 
 data_preprocessor = dict(
     num_classes=1000,
@@ -117,9 +116,4 @@ param_scheduler = [
 ]
 train_cfg = dict(by_epoch=True, max_epochs=800, val_interval=100)
 auto_scale_lr = dict(base_batch_size=4096)
-default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', interval=10, max_keep_ckpts=3,
-                    _scope_='cls_kd'),
-    # Every rank's BatchNorm statistics averaged before validation and
-    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
-    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
+default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3))

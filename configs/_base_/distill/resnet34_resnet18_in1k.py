@@ -1,15 +1,13 @@
 # The distiller frame of the ResNet-34 -> ResNet-18 ImageNet configs: the
 # student at mmpretrain's ResNet-18 recipe (8 GPUs x 32, SGD 0.1, 100
 # epochs) and mmpretrain's ResNet-34 teacher. Method configs add `losses`.
-_base_ = ['mmpretrain::resnet/resnet18_8xb32_in1k.py']
-default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last), in cls_kd's
-# scope: the hook dict inherited from mmpretrain carries its scope.
-default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
-    # Every rank's BatchNorm statistics averaged before validation and
-    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
-    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
+_base_ = [
+    # mmpretrain's resnet/resnet18_8xb32_in1k.py, its runtime cls_kd's.
+    'mmpretrain::_base_/models/resnet18.py',
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    'mmpretrain::_base_/schedules/imagenet_bs256.py',
+    '../in1k_runtime.py',
+]
 
 model = dict(
     _delete_=True,

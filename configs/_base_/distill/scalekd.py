@@ -11,13 +11,16 @@
 #   stage 4:   stage-4 student map -> cap4 with the TPP output as its
 #              queries (not detached) -> mimics t_final          (loss_s4)
 # Total: 0.5 CE + 0.5 KD (T = 1) + the four mimicking terms.
-# Use: `_base_ = [<distiller frame>, '../_base_/distill/scalekd.py']`, then
-# model=dict(student_loss_weight=0.5, taps=..., losses={{_base_.scalekd_losses}}
-# (Swin teachers) or {{_base_.scalekd_losses_l14}} (BEiT/EVA-L/14 teachers),
-# connectors=dict(tpp={{_base_.scalekd_tpp_swin}} or {{_base_.scalekd_tpp_vit}},
-# cap3=..., cap3_alt=..., cap4=..., cap4_alt=...)) with the projectors'
-# presets or widths written out (a `{{_base_.x}}` value cannot be edited in
-# the child, so the projectors are spelled per config).
+# Use: a distiller frame lists this file among its bases and puts
+# connectors={{_base_.scalekd_projectors}} and losses={{_base_.scalekd_losses}}
+# into its model (./scalekd_*_in1k.py); its configs then edit them by key:
+#   model = dict(
+#       connectors=dict(tpp={{_base_.scalekd_tpp_swin}},
+#                       cap3=dict(arch='resnet50-s3'), ...),
+#       losses={{_base_.scalekd_l14_weights}})  # BEiT/EVA-L/14 teachers
+# Projector widths come from the presets (`arch`), from the config, or, left
+# out, from the build-time dry run (not cap3's C_t: its output feeds the
+# teacher part, which no loss compares with a target).
 #
 # Teacher mode. The published distiller (deep-optimization/ScaleKD@478a7db,
 # mmcls/models/classifiers/distiller.py:54-58) calls `teacher.eval()` once
@@ -42,6 +45,17 @@ scalekd_tpp_vit = dict(
 scalekd_tpp_eva = dict(
     type='TeacherPart',
     runner=dict(type='ViTBlocksRunner', start=-2, add_prefix=False))
+# The four projectors, two views per stage; configs merge their presets
+# (or widths) into each by key.
+scalekd_projectors = dict(
+    cap3=dict(type='CrossAttentionProjector'),
+    cap3_alt=dict(type='CrossAttentionProjector'),
+    cap4=dict(type='CrossAttentionProjector', learnable_query=False),
+    cap4_alt=dict(type='CrossAttentionProjector', learnable_query=False))
+# BEiT/EVA-L/14 teachers' projectors: their width 1024, queries on their
+# 16x16 grid and the published EVA configs' default 8 heads, merged into a
+# student's presets: cap3=dict(arch=..., **_base_.scalekd_l14_projector).
+scalekd_l14_projector = dict(out_channels=1024, num_heads=8, query_size=16)
 scalekd_losses = dict(
     loss_s3=dict(
         type='DualViewMimicLoss', view='spatial', loss_weight=0.08,
@@ -62,20 +76,10 @@ scalekd_losses = dict(
         type='KDLoss', temperature=1.0, loss_weight=0.5, form='soft_ce',
         inputs=dict(logits_s='logits_s', logits_t='logits_t')),
 )
-# BEiT/EVA-L/14 teachers: alpha_sp = 0.016, alpha_fr = 0.008.
-scalekd_losses_l14 = dict(
-    loss_s3=dict(
-        type='DualViewMimicLoss', view='spatial', loss_weight=0.016,
-        inputs=dict(preds='tpp(cap3(s_s3))', targets='t_final')),
-    loss_s3_alt=dict(
-        type='DualViewMimicLoss', view='frequency', loss_weight=0.008,
-        inputs=dict(preds='tpp(cap3_alt(s_s3))', targets='t_final')),
-    loss_s4=dict(
-        type='DualViewMimicLoss', view='spatial', loss_weight=0.016,
-        inputs=dict(preds='cap4(s_s4, tpp(cap3(s_s3)))', targets='t_final')),
-    loss_s4_alt=dict(
-        type='DualViewMimicLoss', view='frequency', loss_weight=0.008,
-        inputs=dict(preds='cap4_alt(s_s4, tpp(cap3_alt(s_s3)))',
-                    targets='t_final')),
-    loss_kd=scalekd_losses['loss_kd'],
-)
+# BEiT/EVA-L/14 teachers: alpha_sp = 0.016, alpha_fr = 0.008, merged into
+# scalekd_losses by key (losses={{_base_.scalekd_l14_weights}}).
+scalekd_l14_weights = dict(
+    loss_s3=dict(loss_weight=0.016),
+    loss_s3_alt=dict(loss_weight=0.008),
+    loss_s4=dict(loss_weight=0.016),
+    loss_s4_alt=dict(loss_weight=0.008))

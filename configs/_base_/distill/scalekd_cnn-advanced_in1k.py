@@ -5,7 +5,8 @@
 # imagenet_bs256_resnet_224.py, _base_/schedules/imagenet_bs2048_coslr_Lamb.py);
 # the MobileNet-V1 config swaps the student and its recipe. A Swin teacher's
 # final feature is the target (EVA configs replace it). Configs add the
-# teacher, the student's taps, the connectors and the losses of ./scalekd.py.
+# teacher, the student's taps, the teacher part and the projectors' presets;
+# the losses of ./scalekd.py are here, for configs to edit by key.
 # See configs/scalekd/README.md ("Differences from the official code").
 #   student  ResNetV1d-50 (deep stem, average-pool shortcuts: the published
 #            "ResNet-50" student), no drop-path, BCE on one-hot labels
@@ -21,18 +22,9 @@
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs256_rsb_a12.py',
     'mmpretrain::_base_/schedules/imagenet_bs2048_rsb.py',
-    'mmpretrain::_base_/default_runtime.py',
+    '../in1k_runtime.py',
     './scalekd.py',
 ]
-default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last). The hook
-# dict inherited from mmpretrain's runtime carries `_scope_='mmpretrain'`,
-# where SafeCheckpointHook is not registered: give cls_kd's scope.
-default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
-    # Every rank's BatchNorm statistics averaged before validation and
-    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
-    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     type='ClassificationDistiller',
@@ -60,7 +52,11 @@ model = dict(
     teacher=dict(train_mode=True),
     # A Swin teacher's final feature: tokens (B, 49, C) after its final norm.
     taps=dict(t_final=dict(model='teacher', path='backbone.norm3')),
-    # 0.5 CE + 0.5 KD + the mimicking terms (configs add them).
+    # ScaleKD's projectors and losses (./scalekd.py): configs set the
+    # projectors' presets and edit the losses by key.
+    connectors={{_base_.scalekd_projectors}},
+    losses={{_base_.scalekd_losses}},
+    # 0.5 CE + 0.5 KD + the mimicking terms.
     student_loss_weight=0.5,
 )
 

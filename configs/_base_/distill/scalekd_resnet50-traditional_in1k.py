@@ -5,21 +5,17 @@
 # cross-entropy, RandomResizedCrop + flip, 256 -> 224 evaluation), the
 # student's BatchNorms synchronised across GPUs and the teacher in train
 # mode. A Swin teacher's final feature as target. Configs add the teacher,
-# the student's taps, the connectors and the losses of ./scalekd.py. See
+# the student's taps, the teacher part and the projectors' presets; the
+# losses of ./scalekd.py are here, for configs to edit by key. See
 # configs/scalekd/README.md, "Traditional recipe".
 _base_ = [
-    'mmpretrain::resnet/resnet50_8xb32_in1k.py',
+    # mmpretrain's resnet/resnet50_8xb32_in1k.py, its runtime cls_kd's.
+    'mmpretrain::_base_/models/resnet50.py',
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    'mmpretrain::_base_/schedules/imagenet_bs256.py',
+    '../in1k_runtime.py',
     './scalekd.py',
 ]
-default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last). The hook
-# dict inherited from mmpretrain's runtime carries `_scope_='mmpretrain'`,
-# where SafeCheckpointHook is not registered: give cls_kd's scope.
-default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
-    # Every rank's BatchNorm statistics averaged before validation and
-    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
-    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     _delete_=True,
@@ -52,8 +48,12 @@ model = dict(
     teacher=dict(train_mode=True),
     # A Swin teacher's final feature: tokens (B, 49, C) after its final norm.
     taps=dict(t_final=dict(model='teacher', path='backbone.norm3')),
-    # 0.5 CE + 0.5 KD + the mimicking terms (configs add them; without KD
-    # the cross-entropy keeps weight 1).
+    # ScaleKD's projectors and losses (./scalekd.py): configs set the
+    # projectors' presets and edit the losses by key.
+    connectors={{_base_.scalekd_projectors}},
+    losses={{_base_.scalekd_losses}},
+    # 0.5 CE + 0.5 KD + the mimicking terms (without KD the cross-entropy
+    # keeps weight 1).
     student_loss_weight=0.5,
 )
 # One optimizer group per distinct setting; SGD fused on CUDA.

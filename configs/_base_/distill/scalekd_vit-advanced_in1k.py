@@ -4,8 +4,9 @@
 # _base_/schedules/imagenet_bs1024_adamw_swin.py); the ViT-S, ViT-B/14,
 # Swin-T and ConvNeXt-T configs change what their published student configs
 # change. A Swin teacher's final feature is the target (EVA configs replace
-# it). Configs add the teacher, the student's taps, the connectors and the
-# losses of ./scalekd.py. See configs/scalekd/README.md.
+# it). Configs add the teacher, the student's taps, the teacher part and the
+# projectors' presets; the losses of ./scalekd.py are here, for configs to
+# edit by key. See configs/scalekd/README.md.
 #   student  DeiT-B widths, no class token, every patch token normalised by
 #            the final LayerNorm (ln1) and then average-pooled by the neck
 #            (out_type='featmap' + GlobalAveragePooling), no drop-path, label
@@ -24,18 +25,9 @@
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
     'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
-    'mmpretrain::_base_/default_runtime.py',
+    '../in1k_runtime.py',
     './scalekd.py',
 ]
-default_scope = 'cls_kd'
-# Crash-safe checkpoints (atomic writes, old ones removed last). The hook
-# dict inherited from mmpretrain's runtime carries `_scope_='mmpretrain'`,
-# where SafeCheckpointHook is not registered: give cls_kd's scope.
-default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook', _scope_='cls_kd'),
-    # Every rank's BatchNorm statistics averaged before validation and
-    # saving (cls_kd's runtime default; this file's base is mmpretrain's).
-    sync_buffers=dict(type='SyncStudentBuffersHook', _scope_='cls_kd'))
 
 model = dict(
     type='ClassificationDistiller',
@@ -67,7 +59,11 @@ model = dict(
     teacher=dict(train_mode=True),
     # A Swin teacher's final feature: tokens (B, 49, C) after its final norm.
     taps=dict(t_final=dict(model='teacher', path='backbone.norm3')),
-    # 0.5 CE + 0.5 KD + the mimicking terms (configs add them).
+    # ScaleKD's projectors and losses (./scalekd.py): configs set the
+    # projectors' presets and edit the losses by key.
+    connectors={{_base_.scalekd_projectors}},
+    losses={{_base_.scalekd_losses}},
+    # 0.5 CE + 0.5 KD + the mimicking terms.
     student_loss_weight=0.5,
 )
 

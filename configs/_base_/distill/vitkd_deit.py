@@ -1,7 +1,8 @@
 # ViTKD's wiring for DeiT students and DeiT III teachers (mmpretrain
-# backbones): what is tapped and which loss reads what. Configs use
-# {{_base_.vitkd_taps}} / {{_base_.vitkd_losses}} and add the connectors,
-# whose widths depend on the pair:
+# backbones): what is tapped, the connectors and which loss reads what.
+# Configs use {{_base_.vitkd_taps}} / {{_base_.vitkd_connectors}} /
+# {{_base_.vitkd_losses}}. The connectors' widths depend on the pair; left
+# out, the build-time dry run measures them:
 #   mimic0, mimic1: LinearConnector(D_s -> D_t), one per mimicked block;
 #   gen: ViTKDGenerator(D_s -> D_t).
 # Shallow blocks 0 and 1 are mimicked (also for a 24-block teacher); the last
@@ -18,6 +19,10 @@ vitkd_taps = dict(
     t_last=dict(model='teacher', path='backbone.ln1',
                 selector='patch_tokens'),
 )
+vitkd_connectors = dict(
+    mimic0=dict(type='LinearConnector'),
+    mimic1=dict(type='LinearConnector'),
+    gen=dict(type='ViTKDGenerator', mask_ratio=0.5))
 vitkd_losses = dict(
     loss_vitkd_mimic=dict(
         type='ViTKDMimicLoss',

@@ -15,8 +15,8 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
 import cls_kd
-from cls_kd.models.connectors import ViTBlocksRunner
 from cls_kd.models.losses import KDLoss
+from cls_kd.models.teachers import ViTBlocksRunner
 from cls_kd.registry import MODELS
 
 cls_kd.register_all_modules()
@@ -199,7 +199,8 @@ def test_kd_soft_ce_form_adds_the_teacher_entropy():
 
 
 def test_digits_run_export_drops_projectors_and_scores_the_same(
-        repo_root, small_digits_cfg, digits_root, tmp_path):
+        repo_root, small_digits_cfg, digits_root, tmp_path,
+        assert_same_predictions):
     import importlib.util
 
     def tool(name):
@@ -212,6 +213,9 @@ def test_digits_run_export_drops_projectors_and_scores_the_same(
     cfg = Config.fromfile(osp.join(repo_root, SCALEKD_DIGITS))
     cfg.model.teacher.random_init = True
     small_digits_cfg(cfg, str(tmp_path), train_images=64, batch_size=32)
+    val_preds = str(tmp_path / 'val.pkl')
+    cfg.val_evaluator = list(cfg.val_evaluator) + [
+        dict(type='DumpResults', out_file_path=val_preds)]
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = runner.val_loop.run()
@@ -232,19 +236,24 @@ def test_digits_run_export_drops_projectors_and_scores_the_same(
     assert set(exported_state) == set(runner.model.student.state_dict())
     scored = tool('test').main([
         osp.join(repo_root, CNN_STUDENT), exported, '--work-dir',
-        str(tmp_path / 'test'), '--cfg-options',
+        str(tmp_path / 'test'), '--out', str(tmp_path / 'plain.pkl'),
+        '--cfg-options',
         f'test_dataloader.dataset.data_root={digits_root}',
         'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False'
     ])
     assert scored['accuracy/top1'] == pytest.approx(
         metrics['accuracy/top1'], abs=1e-6)
+    # The same scores, image by image (the top-1 of a student near chance
+    # proves little).
+    assert_same_predictions(val_preds, str(tmp_path / 'plain.pkl'))
     # The plain student in the distiller config: its projectors are missing
     # from the checkpoint and unused at test time, which the strict loading
     # of tools/test.py lets pass.
     scored = tool('test').main([
         osp.join(repo_root, SCALEKD_DIGITS), exported, '--work-dir',
-        str(tmp_path / 'test_in_distiller'), '--cfg-options',
+        str(tmp_path / 'test_in_distiller'), '--out',
+        str(tmp_path / 'in_distiller.pkl'), '--cfg-options',
         'model.teacher.random_init=True',
         f'test_dataloader.dataset.data_root={digits_root}',
         'test_dataloader.num_workers=0',
@@ -252,3 +261,4 @@ def test_digits_run_export_drops_projectors_and_scores_the_same(
     ])
     assert scored['accuracy/top1'] == pytest.approx(
         metrics['accuracy/top1'], abs=1e-6)
+    assert_same_predictions(val_preds, str(tmp_path / 'in_distiller.pkl'))

@@ -132,10 +132,13 @@ def timm_run(repo_root, small_digits_cfg, tmp_path_factory):
     cfg.model.teacher.random_init = True
     small_digits_cfg(cfg, work_dir, train_images=32, batch_size=16)
     cfg.val_dataloader.dataset.indices = 32
+    val_preds = osp.join(work_dir, 'val.pkl')
+    cfg.val_evaluator = list(cfg.val_evaluator) + [
+        dict(type='DumpResults', out_file_path=val_preds)]
     runner = Runner.from_cfg(cfg)
     runner.train()
     return dict(work_dir=work_dir, metrics=runner.val_loop.run(),
-                state=runner.model.state_dict())
+                state=runner.model.state_dict(), val_preds=val_preds)
 
 
 def test_timm_student_checkpoint_loads_back_strictly(timm_run, repo_root):
@@ -149,7 +152,8 @@ def test_timm_student_checkpoint_loads_back_strictly(timm_run, repo_root):
 
 
 def test_exported_timm_student_tests_as_the_plain_timm_config(
-        timm_run, tool_loader, repo_root, digits_root, tmp_path):
+        timm_run, tool_loader, repo_root, digits_root, tmp_path,
+        assert_same_predictions):
     out = str(tmp_path / 'student.pth')
     tool_loader('tools/model_converters/extract_student.py').extract_student(
         osp.join(timm_run['work_dir'], 'epoch_3.pth'), out)
@@ -158,13 +162,14 @@ def test_exported_timm_student_tests_as_the_plain_timm_config(
     assert not any(k.startswith(('model.', 'backbone.')) for k in state)
     metrics = tool_loader('tools/test.py').main([
         osp.join(repo_root, PLAIN_TIMM_STUDENT), out, '--work-dir',
-        str(tmp_path), '--cfg-options',
+        str(tmp_path), '--out', str(tmp_path / 'preds.pkl'), '--cfg-options',
         f'test_dataloader.dataset.data_root={digits_root}',
         'test_dataloader.dataset.indices=32', 'test_dataloader.num_workers=0',
         'test_dataloader.persistent_workers=False'
     ])
     assert metrics['accuracy/top1'] == pytest.approx(
         timm_run['metrics']['accuracy/top1'], abs=1e-9)
+    assert_same_predictions(timm_run['val_preds'], str(tmp_path / 'preds.pkl'))
 
 
 def test_timm_teacher_loads_its_checkpoint_and_gives_the_logits(

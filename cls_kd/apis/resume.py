@@ -1,4 +1,5 @@
-"""Which checkpoint ``tools/train.py --resume`` continues from.
+"""Which checkpoint ``tools/train.py --resume`` continues from (settled by
+:func:`cls_kd.apis.prepare_training` before the Runner is built).
 
 mmengine's auto-resume trusts ``<work_dir>/last_checkpoint``: when that file
 is empty (a kill while it was rewritten) it fails with ``FileNotFoundError:

@@ -8,7 +8,7 @@ from mmengine.logging import MMLogger
 
 import cls_kd
 from cls_kd.models.distillers import DistillerConfigError
-from cls_kd.models.distillers.teacher import build_teacher
+from cls_kd.models.teachers import build_teacher
 from cls_kd.registry import MODELS
 
 cls_kd.register_all_modules()

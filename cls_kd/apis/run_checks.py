@@ -1,5 +1,6 @@
-"""Config checks and fixes that ``tools/train.py`` and ``tools/test.py`` run
-before building the Runner: a short run fits its schedule (lr and
+"""Config checks and fixes that ``tools/train.py`` (through
+:func:`cls_kd.apis.prepare_training`) and ``tools/test.py`` run before
+building the Runner: a short run fits its schedule (lr and
 distillation stages), and a missing dataset, an unfinished synthesis folder
 or a class count that differs from the model's is reported with how to fix
 it."""

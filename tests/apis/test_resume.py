@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from cls_kd.utils import checkpoint_problem, resolve_resume
+from cls_kd.apis import checkpoint_problem, resolve_resume
 
 
 def _save(path, epoch):

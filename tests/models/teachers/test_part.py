@@ -6,7 +6,7 @@ import torch.nn as nn
 from mmpretrain.structures import DataSample
 
 import cls_kd
-from cls_kd.models.connectors import (
+from cls_kd.models.teachers import (
     SequentialRunner,
     SwinStageRunner,
     TeacherAccess,

@@ -1,6 +1,6 @@
 """Running part of a frozen teacher, with autograd, on student features:
 :class:`TeacherPart` and the protocol giving connectors teacher access.
-The per-family runners are in :mod:`.teacher_runners`.
+The per-family runners are in :mod:`.runners`.
 
 Reference: Fan et al., "ScaleKD: Strong Vision Transformers Could Be
 Excellent Teachers", NeurIPS 2024 (teacher parameter perception).
@@ -10,11 +10,12 @@ from typing import Tuple, Union
 import torch
 import torch.nn as nn
 
+from cls_kd.errors import DistillerConfigError
 from cls_kd.registry import MODELS, TEACHER_RUNNERS
 
-from .teacher_runners import TeacherRunner
+from .runners import TeacherRunner
 
-__all__ = ['TeacherAccess', 'TeacherPart']
+__all__ = ['TeacherAccess', 'TeacherPart', 'bind_teacher_part']
 
 HW = Tuple[int, int]
 
@@ -121,3 +122,19 @@ class TeacherPart(TeacherAccess, nn.Module):
 
     def extra_repr(self) -> str:
         return f'teacher={self.teacher_name!r}, runner={self.runner!r}'
+
+
+def bind_teacher_part(name: str, connector: nn.Module, teachers) -> None:
+    """Bind connector ``name`` to its teacher if it runs part of one
+    (:class:`TeacherAccess`); an unknown teacher or a part it cannot find
+    is a :class:`DistillerConfigError` naming the connector."""
+    if not isinstance(connector, TeacherAccess):
+        return
+    if connector.teacher_name not in teachers:
+        raise DistillerConfigError(
+            f'Connector {name!r} runs teacher {connector.teacher_name!r}; '
+            f'teachers: {sorted(teachers)}.')
+    try:
+        connector.bind_teacher(teachers[connector.teacher_name])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DistillerConfigError(f'Connector {name!r}: {e}') from None

@@ -7,9 +7,10 @@ Python thread until the GPU has caught up, every step.
 ``torch.cuda.set_sync_debug_mode('error')`` finds those on a GPU;
 :class:`HostSyncRecorder` finds them on any device, CPU included, so that a
 CPU-only test can keep a step free of them. It treats every tensor as one
-on the GPU.
+on the GPU. A test helper, not part of the package: ``test_host_sync.py``
+beside it loads it by path.
 
-What it sees (each checked on CPU in ``tests/utils/test_host_sync.py``):
+What it sees (each checked on CPU in ``test_host_sync.py``):
 
 - aten ops (a ``TorchDispatchMode``), in the forward and in the backward
   (the CPU autograd engine runs it on the calling thread; CUDA's device

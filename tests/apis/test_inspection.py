@@ -1,5 +1,5 @@
-"""cls_kd.utils.inspection: maps drawn by the tools, input sizes, student
-checkpoints."""
+"""cls_kd.apis.inspection and .feature_maps: maps drawn by the tools, input
+sizes, student checkpoints."""
 import os.path as osp
 
 import numpy as np
@@ -8,15 +8,15 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from cls_kd.registry import MODELS
-from cls_kd.utils import CheckpointError
-from cls_kd.utils.inspection import (
+from cls_kd.apis import (
     attention_map,
     config_input_size,
     feature_map,
     last_attention_modules,
     load_student_weights,
 )
+from cls_kd.registry import MODELS
+from cls_kd.utils import CheckpointError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

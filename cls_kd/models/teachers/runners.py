@@ -1,6 +1,6 @@
 """Per-family runners of part of a frozen teacher (``TEACHER_RUNNERS``):
 ViT/DeiT/BEiT/EVA-02 blocks, a Swin stage, or a plain chain of modules.
-:class:`~cls_kd.models.connectors.TeacherPart` runs them with autograd.
+:class:`~cls_kd.models.teachers.TeacherPart` runs them with autograd.
 """
 import copy
 import math

@@ -11,14 +11,14 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import cls_kd
+from cls_kd.apis import fit_schedulers_to_max_epochs
 from cls_kd.models.distillers import DistillerConfigError
-from cls_kd.models.distillers.stored_outputs import (
+from cls_kd.models.teachers.stored_outputs import (
     decode_records,
     encode_records,
     record_dtype,
 )
 from cls_kd.registry import MODELS
-from cls_kd.utils.run_checks import fit_schedulers_to_max_epochs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))

@@ -10,8 +10,8 @@ import shlex
 import pytest
 from mmengine.config import Config
 
+from cls_kd.apis import check_data_roots, fit_schedulers_to_max_epochs
 from cls_kd.datasets import DatasetCheckError
-from cls_kd.utils import check_data_roots, fit_schedulers_to_max_epochs
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DIGITS = sorted(

@@ -1,7 +1,8 @@
 """What the inspection tools (``tools/analysis/print_taps.py``,
-``tools/analysis/visualize_distill.py``) share: building a config's models,
-turning captured attention and features into 2-D maps, and the values a
-loss term is called with.
+``visualize_distill.py``, ``loss_shares.py``, ``distiller_summary.py``)
+share: building a config's models, running them, loading a student's
+weights, and the values a loss term is called with. Turning captured
+attention and features into 2-D maps is :mod:`cls_kd.apis.feature_maps`.
 
 A distiller config gives its student and teachers by name; any other model
 config (e.g. an mmpretrain classifier) gives one model named ``'model'``.
@@ -12,51 +13,28 @@ import inspect
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import BaseModel
-from mmengine.registry import init_default_scope
 
-from cls_kd.models.taps import token_grid
+from cls_kd.models.distillers import BaseDistiller
+from cls_kd.models.taps.attention import check_attention
+from cls_kd.models.teachers import expected_input_size
 from cls_kd.registry import MODELS
-
-from .checkpoint import extract_state_dict, load_model_weights
-from .config_paths import config_file, resolve_teacher_paths
+from cls_kd.utils import extract_state_dict, load_model_weights, teacher_specs
 
 __all__ = [
-    'load_config', 'teacher_specs', 'build_config_models', 'forward_model',
-    'config_input_size', 'load_student_weights', 'last_attention_modules',
-    'AttentionMap', 'attention_map', 'feature_positions', 'principal_axis',
-    'feature_map', 'LossInputs', 'loss_term', 'loss_inputs'
+    'build_config_models', 'forward_model', 'config_input_size',
+    'load_student_weights', 'last_attention_modules', 'LossInputs',
+    'loss_term', 'loss_inputs'
 ]
 
 
-def load_config(path: str) -> Config:
-    """Read a config (``mmpretrain::`` paths accepted; teacher config paths
-    resolved as the training tools do), import cls_kd's and mmpretrain's
-    modules and enter the config's default scope."""
-    import cls_kd
-    cls_kd.register_all_modules(init_default_scope=False)
-    cfg = resolve_teacher_paths(Config.fromfile(config_file(path)))
-    init_default_scope(cfg.get('default_scope', 'cls_kd'))
-    return cfg
-
-
 def _is_distiller(model_cfg: dict) -> bool:
-    from cls_kd.models.distillers import BaseDistiller
     cls = model_cfg.get('type')
     cls = MODELS.get(cls) if isinstance(cls, str) else cls
     return isinstance(cls, type) and issubclass(cls, BaseDistiller)
-
-
-def teacher_specs(model_cfg: dict) -> Dict[str, dict]:
-    """The teacher specs of a distiller config, ``name -> spec`` (the
-    config's own dicts, so that editing them edits the config)."""
-    if model_cfg.get('teacher') is not None:
-        return dict(teacher=model_cfg['teacher'])
-    return dict(model_cfg.get('teachers') or {})
 
 
 def build_config_models(
@@ -67,7 +45,7 @@ def build_config_models(
     """Build ``cfg.model`` in eval mode, without a dry run.
 
     Args:
-        cfg (Config): A loaded config (see :func:`load_config`).
+        cfg (Config): A loaded config (:func:`~cls_kd.apis.load_config`).
         teacher_checkpoints (dict, optional): ``teacher name -> checkpoint``
             replacing the config's.
         random_teachers (bool): Build every teacher with random weights
@@ -136,7 +114,6 @@ def config_input_size(cfg: Config, model: nn.Module) -> Tuple[int, int]:
     """The image size a config's model runs at: a distiller's
     ``input_size``, a fixed patch embedding's, the test pipeline's, or
     224."""
-    from cls_kd.models.distillers.teacher import expected_input_size
     size = getattr(model, 'input_size', None) or expected_input_size(model)
     if size is not None:
         return tuple(size)
@@ -180,7 +157,6 @@ def last_attention_modules(models: Dict[str, nn.Module]) -> List[tuple]:
     Args:
         models (dict): ``name -> model``.
     """
-    from cls_kd.models.taps.attention import check_attention
     found = []
     for owner, model in models.items():
         last = None
@@ -193,89 +169,6 @@ def last_attention_modules(models: Dict[str, nn.Module]) -> List[tuple]:
         if last is not None:
             found.append((owner, last))
     return found
-
-
-@dataclass
-class AttentionMap:
-    """The class token's attention of one module for a batch.
-
-    Args:
-        cls_row (ndarray): The whole row, (B, heads, N), summing to 1.
-        prefix (int): Leading class/distillation tokens in the row.
-        maps (ndarray): Its patch entries on the grid, (B, heads, h, w).
-    """
-    cls_row: np.ndarray
-    prefix: int
-    maps: np.ndarray
-
-
-def attention_map(cls_row: torch.Tensor, prefix: int) -> AttentionMap:
-    """The patch entries of class token attention rows on their grid.
-
-    Args:
-        cls_row (Tensor): ``attn_probs`` with ``query='cls'``,
-            (B, heads, N).
-        prefix (int): Class/distillation tokens in front of the patches.
-    """
-    h, w = token_grid(cls_row.shape[-1] - prefix, who='attention row',
-                      option=None)
-    maps = cls_row[..., prefix:].reshape(*cls_row.shape[:2], h, w)
-    return AttentionMap(cls_row.numpy(), prefix, maps.numpy())
-
-
-def feature_positions(value: torch.Tensor,
-                      prefix: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """The positions of a feature map as points, ``(B, h*w, C)``, and the
-    grid ``(h, w)``.
-
-    Args:
-        value (Tensor): A map (B, C, H, W) or tokens (B, N, C).
-        prefix (int): Leading tokens to drop (tokens only); the rest must
-            form a square grid.
-    """
-    if value.dim() == 4:
-        B, C, h, w = value.shape
-        return value.flatten(2).transpose(1, 2), (h, w)  # B, h*w, C
-    if value.dim() == 3:
-        points = value[:, prefix:]
-        return points, token_grid(points.shape[1], who='feature tokens',
-                                  option=None)
-    raise ValueError(f'a feature map needs B×C×H×W or B×N×C, got shape '
-                     f'{tuple(value.shape)}')
-
-
-def principal_axis(
-        points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The mean ``(B, 1, C)`` and first principal direction ``(B, C)`` of
-    each image's points ``(B, P, C)``, its sign chosen so that the largest
-    projection of the points is positive."""
-    centre = points.mean(dim=1, keepdim=True)
-    direction = torch.linalg.svd(points - centre,
-                                 full_matrices=False)[2][:, 0]
-    proj = torch.einsum('bpc,bc->bp', points - centre, direction)  # B, P
-    peak = proj.gather(1, proj.abs().argmax(1, keepdim=True))
-    return centre, direction * peak.sign()
-
-
-def feature_map(value: torch.Tensor, prefix: int,
-                reduce: str = 'pca') -> np.ndarray:
-    """One value per position of a feature map, (B, h, w).
-
-    Args:
-        value (Tensor): A map (B, C, H, W) or tokens (B, N, C).
-        prefix (int): Leading tokens to drop (tokens only); the rest must
-            form a square grid.
-        reduce (str): ``'pca'``: the projection on the first principal
-            component of the image's positions (:func:`principal_axis`);
-            ``'mean'``: the channel mean.
-    """
-    points, (h, w) = feature_positions(value, prefix)
-    points = points.double()
-    if reduce == 'mean':
-        return points.mean(-1).reshape(-1, h, w).numpy()
-    centre, direction = principal_axis(points)
-    proj = torch.einsum('bpc,bc->bp', points - centre, direction)
-    return proj.reshape(-1, h, w).numpy()
 
 
 @dataclass

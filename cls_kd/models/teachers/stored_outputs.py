@@ -19,8 +19,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..connectors.teacher_part import TeacherAccess
-from .errors import DistillerConfigError
+from cls_kd.errors import DistillerConfigError
+
+from .part import TeacherAccess
 
 __all__ = [
     'FORMAT', 'record_dtype', 'encode_records', 'decode_records',
@@ -226,6 +227,16 @@ class StoredOutputs:
                 epoch_file(self.directory, epoch), dtype=self.rec_dtype,
                 mode='r', shape=(int(self.manifest['run']['length']), ))
         return self._maps[epoch][np.asarray(indices)]
+
+    def logits(self, inputs: torch.Tensor, data_samples,
+               epoch: Optional[int] = None,
+               dry: bool = False) -> torch.Tensor:
+        """The stored logits of a training batch (:meth:`read`), on the
+        inputs' device; zeros in the build-time dry run (``dry``), whose
+        samples are no seeded views."""
+        if dry:
+            return inputs.new_zeros(len(inputs), self.num_classes)
+        return self.read(data_samples, inputs.device, epoch)
 
     def read(self, data_samples, device: torch.device,
              epoch: Optional[int] = None) -> torch.Tensor:

@@ -1,11 +1,15 @@
-"""What tools/train.py and tools/test.py share: work dir and launcher."""
+"""What tools/train.py and tools/test.py share: work dir, launcher and the
+Runner."""
 import os.path as osp
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.runner import Runner
 
-__all__ = ['apply_launch_args']
+from cls_kd.registry import RUNNERS
+
+__all__ = ['apply_launch_args', 'build_runner']
 
 
 def apply_launch_args(cfg: Config, config_path: str, work_dir=None,
@@ -17,6 +21,16 @@ def apply_launch_args(cfg: Config, config_path: str, work_dir=None,
     on CPU-only machines (CI, laptops) the group is initialised here, from
     torchrun's environment, and mmengine then uses it as it is; DDP then
     wraps the model without device ids.
+
+    Args:
+        cfg (Config): The config; changed in place.
+        config_path (str): Its file, which names the default work dir.
+        work_dir (str, optional): ``--work-dir``.
+        launcher (str): ``--launcher``: ``'none'``, ``'pytorch'``,
+            ``'slurm'`` or ``'mpi'``. Defaults to ``'none'``.
+
+    Returns:
+        Config: ``cfg``.
     """
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -38,3 +52,14 @@ def apply_launch_args(cfg: Config, config_path: str, work_dir=None,
         wrapper['device_ids'] = None
         cfg.model_wrapper_cfg = wrapper
     return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's Runner: its ``runner_type`` when it names one, else
+    mmengine's ``Runner``.
+
+    Args:
+        cfg (Config): A config prepared for the run.
+    """
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
+        cfg)
