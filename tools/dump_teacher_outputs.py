@@ -33,10 +33,8 @@ Train with ``--cfg-options model.teacher.outputs=DIR``; see
 ``docs/stored_teacher_outputs.md``.
 """
 import argparse
-import copy
 import datetime
 import hashlib
-import math
 import os
 import os.path as osp
 import random
@@ -49,7 +47,6 @@ import torch
 import torch.distributed as torch_dist
 from mmengine import dist
 from mmengine.config import DictAction
-from mmengine.dataset import DefaultSampler
 from mmengine.runner import Runner, set_random_seed
 from torch.utils.data import DataLoader
 
@@ -58,6 +55,7 @@ from cls_kd.apis import config_arg, load_config
 from cls_kd.datasets import (
     batch_key,
     check_sampler,
+    epoch_batches,
     find_seeded_dataset,
     mix_facts,
     mix_fingerprint,
@@ -177,46 +175,28 @@ def build(args):
     # On the CPU, as the distiller that replays computes it.
     digest = teacher_digest(model.teachers[name],
                             lambda x: model.teachers.inputs_for(name, x))
+    if name in model.teachers.train_mode:
+        _fail(f'teacher {name!r} follows the train mode (train_mode=True: '
+              f'dropout, drop-path, batch statistics) in training; stored '
+              f'outputs of its eval mode would not be what online KD reads.')
     seed_batch_augments(model.data_preprocessor)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     return cfg, model.to(device).eval(), name, loader, dataset, digest
 
 
-def rank_indices(sampler, rank: int, world_size: int, epoch: int) -> list:
-    """The sample indices ``sampler`` gives process ``rank`` of
-    ``world_size`` in ``epoch`` (mmengine's ``DefaultSampler`` recomputed
-    for that rank; any sampler in a one-process run)."""
-    if world_size > 1 or rank:
-        if not isinstance(sampler, DefaultSampler):
-            _fail(f'--world-size {world_size}: the batches of each rank are '
-                  f'rebuilt for mmengine\'s DefaultSampler only, the config '
-                  f'has {type(sampler).__name__}.')
-        sampler = copy.copy(sampler)
-        sampler.rank, sampler.world_size = rank, world_size
-        n = len(sampler.dataset)
-        if sampler.round_up:
-            sampler.num_samples = math.ceil(n / world_size)
-            sampler.total_size = sampler.num_samples * world_size
-        else:
-            sampler.num_samples = math.ceil((n - rank) / world_size)
-            sampler.total_size = n
-    if hasattr(sampler, 'set_epoch'):
-        sampler.set_epoch(epoch)
-    return list(iter(sampler))
-
-
-def epoch_batches(loader, world_size: int, epoch: int) -> list:
-    """Every batch of ``epoch`` over the ``world_size`` training processes:
-    lists of sample indices, rank by rank, in order."""
-    batches = []
-    for rank in range(world_size):
-        indices = rank_indices(loader.sampler, rank, world_size, epoch)
-        size = int(loader.batch_size)
-        for start in range(0, len(indices), size):
-            batch = indices[start:start + size]
-            if len(batch) == size or not loader.drop_last:
-                batches.append(batch)
-    return batches
+def dump_batches(loader, manifest: dict, epoch: int) -> list:
+    """The batches to run the teacher on in ``epoch``: those of the
+    training processes (``cls_kd.datasets.epoch_batches``). Without batch
+    augments a record does not depend on its batch, and every sample is
+    dumped, also those ``drop_last`` leaves out (a run with another sampler
+    order reads them); with them, exactly the training batches."""
+    mixed = manifest.get('mix') is not None
+    try:
+        return epoch_batches(loader.sampler, int(loader.batch_size),
+                             manifest['run']['world_size'], epoch,
+                             drop_last=bool(loader.drop_last) and mixed)
+    except ValueError as e:
+        _fail(str(e))
 
 
 def new_manifest(args, cfg, name, digest, loader, num_classes, mix) -> dict:
@@ -296,18 +276,19 @@ def dump_epoch(model, name, loader, dataset, manifest, out, epoch,
                              manifest['dtype'], mixed=mixed)
     length = len(dataset)
     dataset.set_epoch(epoch)
-    batches = epoch_batches(loader, manifest['run']['world_size'], epoch)
+    batches = dump_batches(loader, manifest, epoch)
     flat = [i for b in batches for i in b]
-    if mixed:
-        if len(flat) != len(set(flat)):
-            _fail(f'epoch {epoch}: with batch augments every sample must be '
-                  f'in one batch, but the sampler repeats '
-                  f'{len(flat) - len(set(flat))} samples (DefaultSampler '
-                  f'pads {length} samples to a multiple of world size '
-                  f'{manifest["run"]["world_size"]}): a mixed view cannot '
-                  f'be stored twice per sample. Set train_dataloader.sampler'
-                  f'.round_up=False or use a world size that divides '
-                  f'{length}.')
+    if mixed and len(flat) != len(set(flat)):
+        world = manifest['run']['world_size']
+        _fail(f'epoch {epoch}: with batch augments every sample must be in '
+              f'one batch, but the sampler repeats '
+              f'{len(flat) - len(set(flat))} samples (DefaultSampler pads '
+              f'{length} samples to a multiple of the world size {world}): '
+              f'a mixed view cannot be stored twice per sample. Train on '
+              f'{length // world * world} samples (e.g. '
+              f'train_dataloader.dataset.dataset.indices='
+              f'{length // world * world}) or with a world size that '
+              f'divides {length}.')
     if rank == 0:
         np.memmap(epoch_file(out, epoch), dtype=rec_dtype, mode='w+',
                   shape=(length, )).flush()
@@ -337,8 +318,7 @@ def dump_epoch(model, name, loader, dataset, manifest, out, epoch,
         dist.all_reduce(counts)
         seen = counts.cpu().numpy()
     if rank == 0:
-        needed = length if not loader.drop_last else len(
-            {i for b in batches for i in b})
+        needed = len(set(flat)) if mixed and loader.drop_last else length
         if int((seen > 0).sum()) < needed:
             _fail(f'epoch {epoch}: the sampler gave {int((seen > 0).sum())} '
                   f'of {length} samples; use a sampler that visits each '
@@ -365,7 +345,7 @@ def check_records(model, name, loader, dataset, manifest, out,
     while checked < count:
         epoch = rng.choice(done)
         dataset.set_epoch(epoch)
-        batches = epoch_batches(loader, manifest['run']['world_size'], epoch)
+        batches = dump_batches(loader, manifest, epoch)
         batch = next(iter(batch_loader(loader, [rng.choice(batches)])))
         logits, samples = teacher_logits(model, name, batch, mixed)
         index, fresh = encode_batch(logits, samples, rec_dtype, mixed)
@@ -392,10 +372,13 @@ def main(argv=None):
     if args.world_size is None:
         args.world_size = processes
     cfg, model, name, loader, dataset, digest = build(args)
+    dataset.set_epoch(0)
     num_classes = teacher_logits(model, name, next(iter(batch_loader(
         loader, [[0]]))))[0].shape[1]
     mix = mix_facts(model.data_preprocessor, loader)
-    if mix is not None and mix['sampler_seed'] is None:
+    sampler_seed = cfg.train_dataloader.get('sampler', {}).get('seed')
+    if mix is not None and sampler_seed is None and (
+            cfg.get('randomness') or {}).get('seed') is None:
         _fail('the config has batch augments (Mixup/CutMix) but no '
               'randomness.seed: the training run\'s sampler order, which '
               'fixes each sample\'s batch, would be random. Set '

@@ -18,6 +18,7 @@ import torch.nn as nn
 from mmengine.config import Config
 from mmengine.model import BaseModel
 
+from cls_kd.errors import DistillerConfigError
 from cls_kd.models.distillers import BaseDistiller
 from cls_kd.models.taps.attention import check_attention
 from cls_kd.models.teachers import expected_input_size
@@ -73,11 +74,19 @@ def build_config_models(
         elif name in (teacher_checkpoints or {}):
             spec['checkpoint'] = teacher_checkpoints[name]
             spec.pop('random_init', None)
-    model_cfg['dry_run'] = False
     if model_cfg.get('data_preprocessor') is None and cfg.get(
             'data_preprocessor') is not None:
         model_cfg['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
-    distiller = MODELS.build(model_cfg).eval()
+    try:
+        # The dry run measures the connector widths a config leaves out.
+        distiller = MODELS.build(dict(model_cfg, dry_run=True)).eval()
+    except DistillerConfigError as first:
+        # A config the dry run refuses (a wrong tap, say) is still shown,
+        # when its widths are written out; otherwise the dry run's error.
+        try:
+            distiller = MODELS.build(dict(model_cfg, dry_run=False)).eval()
+        except DistillerConfigError:
+            raise first from None
     return distiller, dict(student=distiller.student,
                            **dict(distiller.teachers.items()))
 

@@ -21,8 +21,10 @@ from .replay import (
 from .replay_batches import (
     SeededBatchAugments,
     batch_key,
+    epoch_batches,
     mix_facts,
     mix_fingerprint,
+    rank_indices,
     seed_batch_augments,
 )
 from .subset import SubsetDataset, subset_indices
@@ -34,5 +36,5 @@ __all__ = [
     'SeededAugmentHook', 'REPLAYABLE_TRANSFORMS', 'view_seed',
     'pipeline_digest', 'find_seeded_dataset', 'run_facts', 'batch_key',
     'SeededBatchAugments', 'seed_batch_augments', 'mix_fingerprint',
-    'mix_facts', 'check_sampler'
+    'mix_facts', 'check_sampler', 'epoch_batches', 'rank_indices'
 ]

@@ -9,11 +9,6 @@ from typing import Iterator, Optional, Tuple
 
 from mmengine.fileio import list_from_file
 
-from cls_kd.datafree.output import (
-    SynthesisOutput,
-    find_synthesis,
-    finish_command,
-)
 from cls_kd.registry import DATASETS
 
 __all__ = [
@@ -160,6 +155,13 @@ def check_synthesis_finished(folder: str, key: str) -> None:
         DatasetCheckError: Names the folder, how many batches are done and
             the command that finishes the run.
     """
+    # Not at the top: cls_kd.datafree imports the models, whose stored
+    # teacher outputs import this package (datasets sit below models).
+    from cls_kd.datafree.output import (
+        SynthesisOutput,
+        find_synthesis,
+        finish_command,
+    )
     found = find_synthesis(folder)
     if found is None or found[1].get('complete'):
         return

@@ -106,7 +106,8 @@ class SeededAugmentDataset:
         self.dataset = dataset
         self.seed = int(seed)
         # Shared with dataloader workers (also persistent ones).
-        self._epoch = multiprocessing.Value('q', 0, lock=False)
+        # -1: not set yet (no SeededAugmentHook): refused by __getitem__.
+        self._epoch = multiprocessing.Value('q', -1, lock=False)
         pipeline = _pipeline_of(dataset)
         unknown = [
             name for name in _transform_names(pipeline)
@@ -164,6 +165,11 @@ class SeededAugmentDataset:
         return data
 
     def __getitem__(self, idx: int) -> dict:
+        if self.epoch < 0:
+            raise RuntimeError(
+                'SeededAugmentDataset: no epoch set, so every epoch would '
+                'see the views of one: add custom_hooks=[dict(type='
+                "'SeededAugmentHook')] (or call set_epoch before each epoch).")
         return self.view(idx, self.epoch)
 
     def __repr__(self) -> str:
@@ -192,10 +198,13 @@ class SeededAugmentHook(Hook):
 
     priority = 'VERY_HIGH'
 
-    def __init__(self) -> None:
-        super().__init__()
-
     def before_train(self, runner) -> None:
+        from mmengine.runner import EpochBasedTrainLoop
+        if not isinstance(runner.train_loop, EpochBasedTrainLoop):
+            raise ValueError(
+                f'SeededAugmentHook: views are seeded per epoch, but the '
+                f'training loop is {type(runner.train_loop).__name__}, whose '
+                f'epochs do not advance: use an epoch-based train_cfg.')
         dataset = find_seeded_dataset(runner.train_dataloader.dataset)
         if dataset is None:
             raise ValueError(

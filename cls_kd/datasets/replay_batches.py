@@ -3,16 +3,21 @@ random numbers from a key of the batch (its view seed, epoch and members in
 order), so that a batch of the same seeded views is mixed the same way in
 any run; what stored teacher outputs of mixed batches rest on
 (``docs/stored_teacher_outputs.md``)."""
+import copy
 import hashlib
+import math
 import random
 import re
+from typing import List
 
 import numpy as np
 import torch
+from mmengine.dataset import DefaultSampler
 
 __all__ = [
     'SeededGenerators', 'batch_key', 'SeededBatchAugments',
-    'seed_batch_augments', 'mix_fingerprint', 'mix_facts'
+    'seed_batch_augments', 'mix_fingerprint', 'mix_facts', 'rank_indices',
+    'epoch_batches'
 ]
 
 
@@ -104,12 +109,14 @@ def seed_batch_augments(data_preprocessor) -> bool:
 
 def mix_fingerprint(data_samples) -> np.ndarray:
     """One float32 per sample summarising its mixed soft label
-    (``gt_score``): ``sum_c score_c * (c + 1)``. Equal fingerprints mean
-    (up to rounding) the same lambda, partner and box."""
-    scores = torch.stack([s.gt_score.detach().float().cpu()
-                          for s in data_samples])  # B, K
-    weights = torch.arange(1, scores.shape[1] + 1, dtype=torch.float32)
-    return (scores * weights).sum(1).numpy().astype(np.float32)
+    (``gt_score``): ``sum_c score_c * (c + 1)``. It moves with lambda (for
+    CutMix: the box's area) and the partner's class, not with where the box
+    is or which sample of the same class the partner is: the batch key
+    fixes those. One transfer from the device for the batch."""
+    scores = torch.stack([s.gt_score.detach() for s in data_samples])
+    weights = torch.arange(1, scores.shape[1] + 1, device=scores.device,
+                           dtype=torch.float32)
+    return (scores.float() * weights).sum(1).cpu().numpy().astype(np.float32)
 
 
 def mix_facts(data_preprocessor, dataloader) -> dict:
@@ -129,3 +136,49 @@ def mix_facts(data_preprocessor, dataloader) -> dict:
                 sampler_seed=getattr(sampler, 'seed', None),
                 sampler=type(sampler).__name__,
                 shuffle=getattr(sampler, 'shuffle', None))
+
+
+def rank_indices(sampler, rank: int, world_size: int, epoch: int) -> list:
+    """The sample indices that process ``rank`` of ``world_size`` training
+    processes draws from ``sampler`` in ``epoch``, whatever the process
+    asking: mmengine's ``DefaultSampler`` is recomputed for that rank;
+    another sampler only as it is, in one process for one.
+
+    Raises:
+        ValueError: Another sampler where its ranks would have to be
+            rebuilt.
+    """
+    if isinstance(sampler, DefaultSampler):
+        sampler = copy.copy(sampler)
+        sampler.rank, sampler.world_size = rank, world_size
+        n = len(sampler.dataset)
+        if sampler.round_up:
+            sampler.num_samples = math.ceil(n / world_size)
+            sampler.total_size = sampler.num_samples * world_size
+        else:
+            sampler.num_samples = math.ceil((n - rank) / world_size)
+            sampler.total_size = n
+    elif world_size > 1 or getattr(sampler, 'world_size', 1) > 1:
+        raise ValueError(
+            f'the batches of each training process are rebuilt for '
+            f'mmengine\'s DefaultSampler only, the config has '
+            f'{type(sampler).__name__} ({world_size} training process(es), '
+            f'{getattr(sampler, "world_size", 1)} dumping).')
+    if hasattr(sampler, 'set_epoch'):
+        sampler.set_epoch(epoch)
+    return list(iter(sampler))
+
+
+def epoch_batches(sampler, batch_size: int, world_size: int, epoch: int,
+                  drop_last: bool = False) -> List[List[int]]:
+    """Every batch of ``epoch`` over ``world_size`` training processes:
+    lists of sample indices, rank by rank, in order (a rank's last, partial
+    batch left out with ``drop_last``)."""
+    batches = []
+    for rank in range(world_size):
+        indices = rank_indices(sampler, rank, world_size, epoch)
+        for start in range(0, len(indices), batch_size):
+            batch = indices[start:start + batch_size]
+            if len(batch) == batch_size or not drop_last:
+                batches.append(batch)
+    return batches

@@ -91,3 +91,34 @@ def test_load_student_weights_from_both_formats(tiny_vit, tmp_path):
     wider = MODELS.build(tiny_vit(width=48))
     with pytest.raises(CheckpointError, match='other shapes'):
         load_student_weights(wider, str(tmp_path / 'student.pth'))
+
+
+@pytest.mark.slow
+def test_config_with_widths_left_out_builds_for_the_tools(repo_root):
+    """The ViTKD ImageNet configs leave their connector widths to the dry
+    run; print_taps/visualize_distill build them too (real sizes)."""
+    from cls_kd.apis import build_config_models, load_config
+    cfg = load_config(osp.join(
+        repo_root, 'configs/vitkd/vitkd_deit3-small_deit-tiny_8xb128_in1k.py'))
+    distiller, models = build_config_models(cfg, random_teachers=True)
+    proj = distiller.connectors['mimic0'].proj
+    assert (proj.in_features, proj.out_features) == (192, 384)
+    assert set(models) == {'student', 'teacher'}
+
+
+def test_config_refused_by_the_dry_run_is_shown_with_written_widths(
+        repo_root):
+    """A tap the dry run refuses (a selector that does not fit); with the
+    widths written out the tools still build the config, without the dry
+    run, to show its modules."""
+    from cls_kd.apis import build_config_models, load_config
+    cfg = load_config(osp.join(
+        repo_root,
+        'configs/vitkd/vitkd_deit3-6x128-p8_vit-4x32-p8_1xb64_digits.py'))
+    cfg.model.taps.s_block0.selector = 'dist_token'  # no such token
+    with pytest.raises(ValueError, match='dist_token'):
+        MODELS.build(dict(cfg.model, data_preprocessor=cfg.data_preprocessor,
+                          teacher=dict(cfg.model.teacher, checkpoint=None,
+                                       random_init=True)))
+    distiller, _ = build_config_models(cfg, random_teachers=True)
+    assert distiller.connectors['mimic0'].proj.out_features == 128

@@ -53,6 +53,7 @@ def test_same_seed_epoch_and_index_give_identical_views(digits_root):
 
 def test_global_generators_are_left_as_they_were(digits_root):
     dataset = _wrapper(digits_root)
+    dataset.set_epoch(0)
     np.random.seed(5)
     expected = np.random.rand()
     np.random.seed(5)
@@ -158,3 +159,44 @@ def test_repeated_augmentation_sampler_is_refused(digits_root):
                        r'sample 3 times an epoch.*would be identical'):
         check_sampler(RepeatAugSampler(dataset, num_repeats=3))
     check_sampler(RepeatAugSampler(dataset, num_repeats=1))  # no repeats
+
+
+def test_views_without_an_epoch_are_refused(digits_root):
+    """Without SeededAugmentHook (or set_epoch) every epoch would see the
+    views of one: refused at the first sample."""
+    dataset = _wrapper(digits_root)
+    with pytest.raises(RuntimeError, match='no epoch set, so every epoch '
+                       'would see the views of one'):
+        dataset[0]
+    dataset.set_epoch(0)
+    assert dataset[0]['data_samples'].metainfo['replay_epoch'] == 0
+
+
+def test_hook_refuses_an_iteration_based_loop():
+    from types import SimpleNamespace
+
+    from cls_kd.datasets import SeededAugmentHook
+    runner = SimpleNamespace(train_loop=SimpleNamespace())
+    with pytest.raises(ValueError, match='SeededAugmentHook: views are '
+                       'seeded per epoch, but the training loop is '
+                       'SimpleNamespace'):
+        SeededAugmentHook().before_train(runner)
+
+
+def test_epoch_batches_rebuild_each_rank(digits_root):
+    """The batches of W training processes, from any process: rank r's
+    indices are DefaultSampler's for rank r of W."""
+    from mmengine.dataset import DefaultSampler
+
+    from cls_kd.datasets import epoch_batches, rank_indices
+    dataset = _wrapper(digits_root)  # 24 samples
+    sampler = DefaultSampler(dataset, shuffle=True, seed=3)
+    whole = rank_indices(sampler, 0, 1, epoch=2)
+    assert sorted(whole) == list(range(24))
+    assert [rank_indices(sampler, r, 2, 2) for r in (0, 1)] == [
+        whole[0::2], whole[1::2]]
+    batches = epoch_batches(sampler, 5, 2, 2)
+    assert [len(b) for b in batches] == [5, 5, 2, 5, 5, 2]
+    assert [len(b) for b in epoch_batches(sampler, 5, 2, 2,
+                                          drop_last=True)] == [5, 5, 5, 5]
+    assert sorted(i for b in batches for i in b) == list(range(24))

@@ -29,6 +29,16 @@ def setup(digits_root, tool_loader, tmp_path_factory):
     return tool_loader('tools/dump_teacher_outputs.py'), path, work
 
 
+def _record_dtype(out):
+    from cls_kd.models.teachers.stored_outputs import (
+        read_manifest,
+        record_dtype,
+    )
+    m = read_manifest(out)
+    return record_dtype(m['topk'], m['num_classes'], m['dtype'],
+                        mixed=m.get('mix') is not None)
+
+
 def _records(out, epoch):
     return np.fromfile(osp.join(out, f'epoch_{epoch:04d}.bin'), np.uint8)
 
@@ -107,6 +117,7 @@ def test_bad_epochs_are_refused(setup):
         tool.main([config, '--out', str(work / 'e'), '--epochs', '2:1'])
 
 
+@pytest.mark.slow
 def test_dump_split_over_two_processes_equals_the_one_process_dump(
         setup, repo_root, tool_loader):
     """``tools/dist_dump.sh CONFIG 2`` (gloo) splits each epoch's batches
@@ -146,5 +157,62 @@ def test_dump_split_over_two_processes_equals_the_one_process_dump(
         assert np.array_equal(_records(two, epoch), _records(one, epoch))
     # The batches of 2 ranks are not those of 1: other batch keys.
     single = str(work / 'single')
-    tool.main([path, '--out', single, '--world-size', '1', '--epochs', '0:1'])
+    tool.main([path, '--out', single, '--world-size', '1'])
     assert not np.array_equal(_records(single, 0), _records(one, 0))
+    # Two processes dumping for one training process: the batches of that
+    # one process, not each dump process's shard of them.
+    env['PORT'] = str(port + 1)
+    split_one = str(work / 'split_one')
+    proc = subprocess.run(
+        ['bash', 'tools/dist_dump.sh', path, '2', '--out', split_one,
+         '--world-size', '1'],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    for epoch in (0, 1):
+        assert np.array_equal(_records(split_one, epoch),
+                              _records(single, epoch))
+
+
+def test_several_machines_are_refused(setup, repo_root):
+    import os
+    import subprocess
+    _, config, work = setup
+    proc = subprocess.run(
+        ['bash', 'tools/dist_dump.sh', config, '2', '--out',
+         str(work / 'nodes')], cwd=repo_root, capture_output=True,
+        text=True, env=dict(os.environ, NNODES='2'), timeout=60)
+    assert proc.returncode == 2
+    assert 'one machine only (NNODES=2)' in proc.stderr
+
+
+def test_drop_last_without_batch_augments_dumps_every_sample(setup):
+    """drop_last leaves a rank's partial batch out of training, but a run
+    with another sampler order drops other samples: all are dumped."""
+    tool, config, work = setup
+    out = str(work / 'drop_last')
+    tool.main([config, '--out', out, '--epochs', '0:1', '--cfg-options',
+               'train_dataloader.drop_last=True',
+               'train_dataloader.batch_size=16'])  # 24 = 16 + 8 dropped
+    records = np.fromfile(osp.join(out, 'epoch_0000.bin'),
+                          _record_dtype(out))
+    assert (records['lse'] != 0).all()  # every record written
+
+
+def test_train_mode_teacher_is_refused(setup):
+    tool, config, work = setup
+    with pytest.raises(SystemExit, match=r"teacher 'teacher' follows the "
+                       r'train mode \(train_mode=True'):
+        tool.main([config, '--out', str(work / 'tm'), '--cfg-options',
+                   'model.teacher.train_mode=True'])
+
+
+def test_mixed_dump_without_a_seed_is_refused(setup):
+    from mmengine.config import Config
+    tool, config, work = setup
+    cfg = _replay_tests().mixed(Config.fromfile(config))
+    cfg.randomness = dict(seed=None)
+    path = str(work / 'mixed_unseeded.py')
+    cfg.dump(path)
+    with pytest.raises(SystemExit, match=r'batch augments \(Mixup/CutMix\) '
+                       r'but no randomness.seed'):
+        tool.main([path, '--out', str(work / 'unseeded')])

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from cls_kd.datasets.replay_batches import batch_key, mix_fingerprint
 from cls_kd.errors import DistillerConfigError
 
 from .part import TeacherAccess
@@ -26,7 +27,7 @@ from .part import TeacherAccess
 __all__ = [
     'FORMAT', 'record_dtype', 'encode_records', 'decode_records',
     'teacher_digest', 'read_manifest', 'write_manifest', 'epoch_file',
-    'StoredOutputs', 'stored_teacher_outputs'
+    'complete_epochs', 'StoredOutputs', 'stored_teacher_outputs'
 ]
 
 FORMAT = 1
@@ -268,7 +269,8 @@ class StoredOutputs:
         indices = [m['replay_index'] for m in meta]
         records = self.records(epoch, indices)
         if 'gt_label' in data_samples[0]:
-            labels = np.array([int(s.gt_label[0]) for s in data_samples])
+            labels = torch.stack([s.gt_label[0] for s in data_samples
+                                  ]).cpu().numpy()  # one transfer
             if not np.array_equal(labels, records['target']):
                 raise RuntimeError(
                     f'{self.option}: stored targets {records["target"]} '
@@ -282,7 +284,6 @@ class StoredOutputs:
     def _check_mix(self, records, data_samples, epoch, indices, seed):
         """Refuse a batch that is not the one the outputs were stored for
         (other members or order) or was mixed otherwise."""
-        from cls_kd.datasets import batch_key, mix_fingerprint
         key = batch_key(seed, epoch, indices)
         if not (records['batch'] == key).all():
             raise RuntimeError(
@@ -318,6 +319,12 @@ def stored_teacher_outputs(specs: Dict[str, dict], teachers, captures,
         if isinstance(outputs, str):
             outputs = dict(dir=outputs)
         store = StoredOutputs(outputs.pop('dir'), name, **outputs)
+        if name in teachers.train_mode:
+            raise DistillerConfigError(
+                f'Teacher {name!r} has train_mode=True (dropout, drop-path, '
+                f'batch statistics in training) and {store.option}: the dump '
+                f'runs it in eval mode, so the stored outputs are not what '
+                f'online KD reads. Drop one of them.')
         taps = sorted(t for t, owner in captures.owner.items()
                       if owner == name)
         for term in terms:

@@ -196,6 +196,66 @@ def test_mixed_replay_ends_with_the_online_weights(stored_mixed):
         assert torch.equal(online[key], replayed[key]), key
 
 
+def test_replayed_run_never_runs_the_teacher(stored, monkeypatch):
+    """The replayed run's weights equal the online run's because the stored
+    logits are the teacher's, not because the teacher ran anyway."""
+    from cls_kd.models.teachers import running
+    calls = []
+    forward = running.teacher_forward
+
+    def counted(teacher, x):
+        calls.append(len(x))
+        return forward(teacher, x)
+
+    monkeypatch.setattr(running, 'teacher_forward', counted)
+    cfg, out = stored
+    train(cfg, outputs=out)
+    assert calls == []  # not in the dry run either: zeros stand in there
+    train(cfg)
+    assert len(calls) > 8  # online: the dry run and every step
+
+
+def test_train_mode_teacher_is_refused(stored):
+    cfg, out = stored
+    cfg = copy.deepcopy(cfg)
+    cfg.model.teacher.train_mode = True
+    with pytest.raises(DistillerConfigError, match=r"Teacher 'teacher' has "
+                       r'train_mode=True .* the dump runs it in eval mode'):
+        _build(cfg, outputs=out)
+
+
+def test_batch_mixed_otherwise_is_refused(stored_mixed):
+    """The same batch (members, order) with other mixed labels: refused by
+    the fingerprint check."""
+    from mmpretrain.structures import DataSample
+    cfg, out = stored_mixed
+    model = _build(cfg, outputs=out)
+    store = model.stored['teacher']
+    store.checked = True
+    records = np.fromfile(osp.join(out, 'epoch_0000.bin'), store.rec_dtype)
+    # The first batch of epoch 0 in its order (the run's sampler, seed 0).
+    from mmengine.dataset import DefaultSampler
+
+    from cls_kd.datasets import batch_key, epoch_batches
+    batches = epoch_batches(DefaultSampler(list(range(32)), seed=0), 8, 1, 0)
+    first = np.array(batches[0])
+    assert (records['batch'][first] == batch_key(0, 0, first)).all()
+    samples = []
+    for i in first:
+        sample = DataSample(metainfo=dict(
+            replay_index=int(i), replay_epoch=0, replay_seed=0))
+        sample.set_gt_label(int(records['target'][i]))
+        sample.set_gt_score(F.one_hot(torch.tensor(int(
+            records['target'][i])), 10).float())  # not mixed
+        samples.append(sample)
+    # The dumped batch was mixed (a one-hot fingerprint is class + 1).
+    assert not np.allclose(records['mix'][first],
+                           records['target'][first] + 1)
+    with pytest.raises(RuntimeError, match='was mixed otherwise than when '
+                       r'dumped \(mixed label fingerprints differ'):
+        store.read(samples, torch.device('cpu'), 0)
+
+
 def test_unmixed_store_is_refused_for_a_mixed_run(stored):
     cfg, out = stored
     with pytest.raises(DistillerConfigError,
