@@ -51,7 +51,7 @@ from mmengine.runner import Runner, set_random_seed
 from torch.utils.data import DataLoader
 
 import cls_kd
-from cls_kd.apis import config_arg, load_config
+from cls_kd.apis import close_process_group, config_arg, load_config
 from cls_kd.datasets import (
     batch_key,
     check_sampler,
@@ -420,6 +420,7 @@ def main(argv=None):
                              args.out, args.check)
         print(f'--check {args.check}: largest difference of a stored logit '
               f'{diff:.3g}', flush=True)
+    close_process_group()
     return manifest
 
 

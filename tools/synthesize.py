@@ -43,7 +43,7 @@ from mmengine import dist
 from mmengine.config import Config, DictAction
 
 import cls_kd
-from cls_kd.apis import config_arg, load_config
+from cls_kd.apis import close_process_group, config_arg, load_config
 from cls_kd.datafree import (
     DEFAULT_WEIGHTS,
     DeepInversionSynthesizer,
@@ -352,8 +352,7 @@ def main(argv=None):
                 f'{final["teacher_top1"]:.3f}); {grid.path} (other classes '
                 f'or counts: python tools/analysis/synthesis_grid.py '
                 f'{shlex.quote(args.out)} --num-classes N --per-class M).')
-    if world_size > 1:
-        torch_dist.destroy_process_group()
+    close_process_group()
 
 
 if __name__ == '__main__':

@@ -30,6 +30,7 @@ from cls_kd.apis import (
     OptionError,
     apply_training_args,
     build_runner,
+    close_process_group,
     config_arg,
     load_config,
     prepare_training,
@@ -123,17 +124,6 @@ def main(argv=None):
     runner.train()
     close_process_group()
     return runner
-
-
-def close_process_group() -> None:
-    """Destroy the distributed process group at the end of a run:
-    left to interpreter exit, its background threads were seen to abort a
-    gloo rank ('terminate called without an active exception') after the
-    run had finished."""
-    import torch.distributed as torch_dist
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
 
 
 if __name__ == '__main__':

@@ -63,3 +63,34 @@ def build_runner(cfg: Config) -> Runner:
     """
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(
         cfg)
+
+
+def close_process_group(timeout_s: float = 60) -> None:
+    """Destroy the default process group at the end of a run, rank 0 last.
+
+    Left to interpreter exit, or destroyed by every rank at once, gloo's
+    threads were seen to abort a rank after a finished run ('terminate
+    called without an active exception'): a finished run reported as a
+    failed launch. Rank 0 hosts the rendezvous store, so the other ranks
+    destroy their group first and say so through the store; rank 0 waits
+    for them (at most ``timeout_s``), then destroys its own. Nothing to do
+    without a process group.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    from datetime import timedelta
+
+    from torch.distributed.distributed_c10d import _get_default_store
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    store = _get_default_store()
+    dist.barrier()
+    if rank != 0:
+        dist.destroy_process_group()
+        store.set(f'cls_kd_closed_{rank}', '1')
+        return
+    try:
+        store.wait([f'cls_kd_closed_{r}' for r in range(1, world_size)],
+                   timedelta(seconds=timeout_s))
+    except RuntimeError:  # a rank gone or slow: close anyway
+        pass
+    dist.destroy_process_group()

@@ -153,3 +153,22 @@ def test_work_dir_compile_and_schedule_hooks(prepare, tmp_path,
         'cls_kd.CompileHook', 'DistillScheduleHook'
     ]
     assert (cfg.resume, cfg.load_from) == (False, None)
+
+
+def test_close_process_group_destroys_it():
+    """tools/train.py, synthesize.py and dump_teacher_outputs.py end a run
+    with it; without a group it does nothing."""
+    import socket
+
+    import torch.distributed as dist
+
+    from cls_kd.apis import close_process_group
+    close_process_group()  # no group: nothing to do
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=0, world_size=1)
+    assert dist.is_initialized()
+    close_process_group()
+    assert not dist.is_initialized()
