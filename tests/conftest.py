@@ -31,6 +31,15 @@ def load_tool(path: str):
     return module
 
 
+@pytest.fixture
+def elsewhere(tmp_path, monkeypatch):
+    """Run from a directory that is neither the repo nor the config's."""
+    cwd = tmp_path / 'elsewhere'
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cwd
+
+
 @pytest.fixture(scope='session')
 def tool_loader():
     """``load_tool`` as a fixture: tests cannot import conftest."""

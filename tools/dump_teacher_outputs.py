@@ -33,7 +33,6 @@ Train with ``--cfg-options model.teacher.outputs=DIR``; see
 ``docs/stored_teacher_outputs.md``.
 """
 import argparse
-import datetime
 import hashlib
 import os
 import os.path as osp
@@ -44,14 +43,18 @@ import mmengine
 import mmpretrain
 import numpy as np
 import torch
-import torch.distributed as torch_dist
 from mmengine import dist
 from mmengine.config import DictAction
 from mmengine.runner import Runner, set_random_seed
 from torch.utils.data import DataLoader
 
 import cls_kd
-from cls_kd.apis import close_process_group, config_arg, load_config
+from cls_kd.apis import (
+    close_process_group,
+    config_arg,
+    init_process_group,
+    load_config,
+)
 from cls_kd.datasets import (
     batch_key,
     check_sampler,
@@ -71,7 +74,6 @@ from cls_kd.models.teachers.stored_outputs import (
     epoch_file,
     read_manifest,
     record_dtype,
-    teacher_digest,
     write_manifest,
 )
 from cls_kd.registry import MODELS
@@ -109,17 +111,12 @@ def parse_args(argv=None):
 
 def init_launcher(launcher: str):
     """``(rank, processes)``; starts the process group for ``pytorch``
-    (NCCL with GPUs, gloo without)."""
-    if launcher == 'pytorch':
-        timeout = datetime.timedelta(hours=24)  # ranks wait for the slowest
-        if torch.cuda.is_available():
-            dist.init_dist('pytorch', backend='nccl', timeout=timeout)
-        else:
-            torch_dist.init_process_group(backend='gloo', timeout=timeout)
-    elif int(os.environ.get('WORLD_SIZE', '1')) > 1:
+    (:func:`cls_kd.apis.init_process_group`), refuses a launch of several
+    processes without it (each would dump everything)."""
+    if launcher != 'pytorch' and int(os.environ.get('WORLD_SIZE', '1')) > 1:
         _fail('launched with several processes but --launcher none: use '
               'bash tools/dist_dump.sh CONFIG GPUS --out DIR.')
-    return dist.get_dist_info()
+    return init_process_group(launcher)
 
 
 def _fail(message: str):
@@ -173,8 +170,7 @@ def build(args):
               "train_dataloader.dataset=dict(type='SeededAugmentDataset', "
               'dataset=<the dataset>).')
     # On the CPU, as the distiller that replays computes it.
-    digest = teacher_digest(model.teachers[name],
-                            lambda x: model.teachers.inputs_for(name, x))
+    digest = model.teachers.digest(name)
     if name in model.teachers.train_mode:
         _fail(f'teacher {name!r} follows the train mode (train_mode=True: '
               f'dropout, drop-path, batch statistics) in training; stored '

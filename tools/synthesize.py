@@ -38,12 +38,16 @@ import time
 import mmengine
 import mmpretrain
 import torch
-import torch.distributed as torch_dist
 from mmengine import dist
 from mmengine.config import Config, DictAction
 
 import cls_kd
-from cls_kd.apis import close_process_group, config_arg, load_config
+from cls_kd.apis import (
+    close_process_group,
+    config_arg,
+    init_process_group,
+    load_config,
+)
 from cls_kd.datafree import (
     DEFAULT_WEIGHTS,
     DeepInversionSynthesizer,
@@ -174,15 +178,8 @@ def default_classes(spec: dict, num_classes: int) -> list:
 
 def init_launcher(launcher: str):
     """``(rank, world_size, device)``; starts the process group for
-    ``pytorch`` (torchrun). The timeout is long: ranks wait at the end for
-    the slowest one, which may have more batches left after a resume."""
-    timeout = datetime.timedelta(hours=24)
-    if launcher == 'pytorch':
-        if torch.cuda.is_available():
-            dist.init_dist('pytorch', backend='nccl', timeout=timeout)
-        else:
-            torch_dist.init_process_group(backend='gloo', timeout=timeout)
-    rank, world_size = dist.get_dist_info()
+    ``pytorch`` (torchrun, :func:`cls_kd.apis.init_process_group`)."""
+    rank, world_size = init_process_group(launcher)
     device = torch.device('cuda', torch.cuda.current_device()) \
         if torch.cuda.is_available() else torch.device('cpu')
     return rank, world_size, device

@@ -23,7 +23,12 @@ from .inspection import (
     loss_inputs,
     loss_term,
 )
-from .launch import apply_launch_args, build_runner, close_process_group
+from .launch import (
+    apply_launch_args,
+    build_runner,
+    close_process_group,
+    init_process_group,
+)
 from .resume import checkpoint_problem, find_resume_checkpoint, resolve_resume
 from .run_checks import check_data_roots, fit_schedulers_to_max_epochs
 from .training import (
@@ -39,7 +44,7 @@ __all__ = [
     'LossInputs', 'build_config_models', 'config_input_size',
     'forward_model', 'last_attention_modules', 'load_student_weights',
     'loss_inputs', 'loss_term', 'apply_launch_args', 'close_process_group',
-    'build_runner',
+    'init_process_group', 'build_runner',
     'checkpoint_problem', 'find_resume_checkpoint', 'resolve_resume',
     'check_data_roots', 'fit_schedulers_to_max_epochs', 'OptionError',
     'apply_training_args', 'prepare_training', 'scale_base_lr_too'

@@ -94,3 +94,20 @@ def close_process_group(timeout_s: float = 60) -> None:
     except RuntimeError:  # a rank gone or slow: close anyway
         pass
     dist.destroy_process_group()
+
+
+def init_process_group(launcher: str) -> tuple:
+    """``(rank, world_size)`` of a tool's process; for ``launcher ==
+    'pytorch'`` (torchrun) it starts the process group first: NCCL with
+    GPUs, gloo without. The timeout is a day: ranks wait at the end for the
+    slowest one, which may have more batches left after a resume."""
+    from datetime import timedelta
+
+    from mmengine.dist import get_dist_info, init_dist
+    if launcher == 'pytorch':
+        timeout = timedelta(hours=24)
+        if torch.cuda.is_available():
+            init_dist('pytorch', backend='nccl', timeout=timeout)
+        else:
+            dist.init_process_group(backend='gloo', timeout=timeout)
+    return get_dist_info()

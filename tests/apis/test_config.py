@@ -15,15 +15,6 @@ KD = 'kd/kd_resnet18-c16_vit-t4-p8_1xb64_digits.py'
 SYNTH = 'dearkd/synthesis/deepinversion_resnet18-c16_digits.py'
 
 
-@pytest.fixture
-def elsewhere(tmp_path, monkeypatch):
-    """Run from a directory that is neither the repo nor the config's."""
-    cwd = tmp_path / 'elsewhere'
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
 def test_packaged_name_and_path_give_the_same_config(elsewhere, capsys):
     by_name = load_config(f'cls_kd::{KD}')
     found = osp.join(ROOT, 'cls_kd', '.mim', 'configs', KD)

@@ -33,15 +33,6 @@ model = dict(
 """
 
 
-@pytest.fixture
-def elsewhere(tmp_path, monkeypatch):
-    """Run from a directory that is neither the repo nor the config's."""
-    cwd = tmp_path / 'elsewhere'
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
 def test_existing_path_is_kept(tmp_path, monkeypatch):
     (tmp_path / 'a.py').write_text('model = None\n')
     monkeypatch.chdir(tmp_path)

@@ -128,7 +128,6 @@ from cls_kd.models.teachers.stored_outputs import (
     encode_records,
     epoch_file,
     record_dtype,
-    teacher_digest,
     write_manifest,
 )
 from cls_kd.registry import MODELS
@@ -448,11 +447,7 @@ REPLAY_TARGET = 1.1
 def teacher_digests(model: nn.Module, names: List[str]) -> Dict[str, str]:
     """``teacher -> digest`` of the built teachers (on the CPU, as the
     distiller that replays computes it when it is built)."""
-    return {
-        name: teacher_digest(model.teachers[name],
-                             lambda x, n=name: model.teachers.inputs_for(n, x))
-        for name in names
-    }
+    return {name: model.teachers.digest(name) for name in names}
 
 
 def replay_facts(batch_size: int) -> dict:

@@ -50,10 +50,6 @@ class AttnDistillProjector(MeasuredWidths, nn.Module):
         self.hidden_ratio = hidden_ratio
         self._init_widths(in_channels=in_channels, out_channels=out_channels)
 
-    @property
-    def in_channels(self) -> Optional[int]:
-        return self._widths['in_channels']
-
     def _build_layers(self, in_channels: int, out_channels: int) -> None:
         hidden = in_channels * self.hidden_ratio
         self.layers = nn.Sequential(

@@ -4,9 +4,10 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from cls_kd.errors import describe
 from cls_kd.registry import MODELS
 
-from .widths import MeasuredWidths, channels_last, channels_of, describe_value
+from .widths import MeasuredWidths, channels_last, channels_of
 
 __all__ = ['LinearConnector', 'ConvConnector']
 
@@ -37,10 +38,6 @@ class LinearConnector(MeasuredWidths, nn.Module):
         self.use_bias = bias
         self.identity_if_equal = identity_if_equal
         self._init_widths(in_channels=in_channels, out_channels=out_channels)
-
-    @property
-    def in_channels(self) -> Optional[int]:
-        return self._widths['in_channels']
 
     def _build_layers(self, in_channels: int, out_channels: int) -> None:
         if in_channels == out_channels and self.identity_if_equal:
@@ -90,10 +87,6 @@ class ConvConnector(MeasuredWidths, nn.Module):
         self.with_act = act
         self._init_widths(in_channels=in_channels, out_channels=out_channels)
 
-    @property
-    def in_channels(self) -> Optional[int]:
-        return self._widths['in_channels']
-
     def _build_layers(self, in_channels: int, out_channels: int) -> None:
         k = self.kernel_size
         layers = [
@@ -110,7 +103,7 @@ class ConvConnector(MeasuredWidths, nn.Module):
         x = inputs[0]
         if not torch.is_tensor(x) or x.dim() != 4:
             raise ValueError(f'its input is not a map (B, C, H, W): '
-                             f'{describe_value(x)}')
+                             f'{describe(x)}')
         widths = dict(in_channels=x.shape[1])
         if target is not None:
             widths['out_channels'] = channels_of(target, 'its target')

@@ -11,10 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cls_kd.errors import describe
 from cls_kd.registry import MODELS
 
 from ..taps import token_grid
-from .widths import MeasuredWidths, channels_of, describe_value
+from .widths import MeasuredWidths, channels_of
 
 __all__ = ['CrossAttentionProjector']
 
@@ -162,14 +163,6 @@ class CrossAttentionProjector(MeasuredWidths, nn.Module):
             in_size=_pair(preset.get('in_size'), 'in_size'))
 
     @property
-    def in_channels(self) -> Optional[int]:
-        return self._widths['in_channels']
-
-    @property
-    def out_channels(self) -> Optional[int]:
-        return self._widths['out_channels']
-
-    @property
     def in_size(self) -> Optional[HW]:
         return self._widths['in_size']
 
@@ -213,7 +206,7 @@ class CrossAttentionProjector(MeasuredWidths, nn.Module):
             widths = dict(in_channels=x.shape[2], in_size=grid)
         else:
             raise ValueError(f'its input is neither a map (B, C, H, W) nor '
-                             f'tokens (B, H*W, C): {describe_value(x)}')
+                             f'tokens (B, H*W, C): {describe(x)}')
         query = inputs[1] if len(inputs) > 1 else None
         if query is not None:
             widths['out_channels'] = channels_of(query, 'its query')

@@ -83,10 +83,6 @@ class ViTKDGenerator(MeasuredWidths, nn.Module):
         self.identity_if_equal = identity_if_equal
         self._init_widths(in_channels=in_channels, out_channels=out_channels)
 
-    @property
-    def in_channels(self) -> Optional[int]:
-        return self._widths['in_channels']
-
     def _build_layers(self, in_channels: int, out_channels: int) -> None:
         if in_channels == out_channels and self.identity_if_equal:
             self.align = nn.Identity()

@@ -19,15 +19,11 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from cls_kd.errors import describe
+
 __all__ = [
-    'MeasuredWidths', 'channels_last', 'channels_of', 'describe_value'
+    'MeasuredWidths', 'channels_last', 'channels_of'
 ]
-
-
-def describe_value(x) -> str:
-    """``'Tensor(2, 196, 384)'`` for a tensor, else the type's name."""
-    return f'Tensor{tuple(x.shape)}' if torch.is_tensor(x) else \
-        type(x).__name__
 
 
 def channels_last(x, role: str) -> int:
@@ -39,7 +35,7 @@ def channels_last(x, role: str) -> int:
     """
     if not torch.is_tensor(x) or x.dim() < 2:
         raise ValueError(f'cannot read channels from {role}, a '
-                         f'{describe_value(x)}: expected (B, ..., C).')
+                         f'{describe(x)}: expected (B, ..., C).')
     return x.shape[-1]
 
 
@@ -53,7 +49,7 @@ def channels_of(x, role: str) -> int:
     """
     if not torch.is_tensor(x) or x.dim() not in (2, 3, 4):
         raise ValueError(f'cannot read channels from {role}, a '
-                         f'{describe_value(x)}: expected a map (B, C, H, W), '
+                         f'{describe(x)}: expected a map (B, C, H, W), '
                          f'tokens (B, N, C) or vectors (B, C).')
     return x.shape[1] if x.dim() == 4 else x.shape[-1]
 
@@ -74,6 +70,16 @@ class MeasuredWidths:
         self._widths = dict(widths)
         if not self.pending_widths:
             self._build_layers(**self._widths)
+
+    @property
+    def in_channels(self) -> Optional[int]:
+        """The input width (None until measured)."""
+        return self._widths['in_channels']
+
+    @property
+    def out_channels(self) -> Optional[int]:
+        """The output width (None until measured)."""
+        return self._widths['out_channels']
 
     @property
     def widths(self) -> Dict[str, Optional[object]]:

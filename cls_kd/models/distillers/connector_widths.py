@@ -13,9 +13,9 @@ from typing import Dict, Iterator, List
 
 import torch.nn as nn
 
-from cls_kd.errors import DistillerConfigError
+from cls_kd.errors import DistillerConfigError, describe
 
-from ..connectors.widths import MeasuredWidths, describe_value
+from ..connectors.widths import MeasuredWidths
 from .expressions import Call, Expression, Source
 from .wiring import LossWiring
 
@@ -81,10 +81,10 @@ class _Settler:
                 connector.measure_widths(args, target))
         except ValueError as e:
             inputs = ', '.join(
-                f'{a} {describe_value(v)}' if isinstance(a, Source) else
-                describe_value(v) for a, v in zip(call.args, args))
+                f'{a} {describe(v)}' if isinstance(a, Source) else
+                describe(v) for a, v in zip(call.args, args))
             compared = (f'its output is compared with {str(goal)!r} '
-                        f'{describe_value(target)}' if goal is not None else
+                        f'{describe(target)}' if goal is not None else
                         'no loss compares its output with a target')
             raise DistillerConfigError(
                 f'Connector {call.connector!r} '

@@ -347,7 +347,6 @@ def stored_teacher_outputs(specs: Dict[str, dict], teachers, captures,
                     f'Connector {key!r} runs part of teacher {name!r}, whose '
                     f'outputs are replayed ({store.option}): not possible '
                     f'from stored logits.')
-        store.check_teacher(teacher_digest(
-            teachers[name], lambda x, n=name: teachers.inputs_for(n, x)))
+        store.check_teacher(teachers.digest(name))
         stored[name] = store
     return stored

@@ -10,6 +10,7 @@ from mmengine.logging import MMLogger
 from cls_kd.errors import DistillerConfigError
 
 from .build import build_teacher, expected_input_size, renormalisation
+from .stored_outputs import teacher_digest
 
 __all__ = ['TeacherSet', 'FrozenTeachersMixin']
 
@@ -115,6 +116,13 @@ class TeacherSet:
         return torch.addcmul(
             shift.to(inputs.device, inputs.dtype), inputs,
             scale.to(inputs.device, inputs.dtype))
+
+    def digest(self, name: str) -> str:
+        """Teacher ``name``'s digest: architecture, weights and input
+        re-normalisation (``stored_outputs.teacher_digest``), what stored
+        outputs are checked against."""
+        return teacher_digest(self[name],
+                              lambda x: self.inputs_for(name, x))
 
     def eval(self) -> None:
         for teacher in self._models.values():
