@@ -159,11 +159,11 @@ def build(args):
     if name not in model.teachers:
         _fail(f'--teacher {name!r}: teachers are {sorted(model.teachers)}.')
     loader_cfg = cfg.train_dataloader.to_dict()
-    loader = Runner.build_dataloader(loader_cfg, seed=seed)
-    try:
+    try:  # SeededAugmentDataset refuses a transform it cannot replay
+        loader = Runner.build_dataloader(loader_cfg, seed=seed)
         check_sampler(loader.sampler)
     except ValueError as e:
-        _fail(str(e))
+        _fail(f'train_dataloader: {e}')
     dataset = find_seeded_dataset(loader.dataset)
     if dataset is None:
         _fail("the training set is not wrapped in SeededAugmentDataset: set "

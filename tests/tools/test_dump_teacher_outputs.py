@@ -111,6 +111,17 @@ def test_unseeded_training_set_is_refused(setup, tool_loader, repo_root,
                    f'train_dataloader.dataset.data_root={digits_root}'])
 
 
+def test_transform_that_cannot_be_replayed_is_refused(setup):
+    tool, config, work = setup
+    with pytest.raises(SystemExit, match=r"error: train_dataloader: "
+                       r"SeededAugmentDataset: transforms \['RandomResize'\] "
+                       r'are not known to be replayable'):
+        tool.main([config, '--out', str(work / 'tr'), '--cfg-options',
+                   'train_dataloader.dataset.dataset.pipeline.1.type='
+                   'RandomResize'])
+    assert not osp.exists(work / 'tr')
+
+
 def test_bad_epochs_are_refused(setup):
     tool, config, work = setup
     with pytest.raises(SystemExit, match=r'--epochs 2:1: need 0 <= A < B'):
